@@ -1,0 +1,311 @@
+"""Built-in functions of the language, each a composition of registry primitives.
+
+Every entry has a signature [(name, default)] (REQUIRED for required arguments) that the
+elaborator binds calls against, so arity and keyword errors are uniform and located.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, List
+
+from .elaborate import REQUIRED, Call, InitSpec, Ref, Tensor
+from .ir import B, fmt_shape, is_batched, per_sample
+
+
+@dataclass
+class Builtin:
+    fn: Callable[[Call], object]
+    signature: List[tuple]
+    doc: str
+
+
+BUILTINS: Dict[str, Builtin] = {}
+
+
+def builtin(name, signature, doc=""):
+    def deco(fn):
+        BUILTINS[name] = Builtin(fn, signature, doc)
+        return fn
+    return deco
+
+
+def _t(c: Call, n: int) -> Tensor:
+    return Tensor(n)
+
+
+def _last_axis_sum(c: Call, n: int, keep=False) -> int:
+    s = c.G.shape(n)
+    r = c.G.add("reduce_sum", [n], {"axes": (len(s) - 1,)})
+    return c.G.add("reshape", [r], {"shape": s[:-1] + (1,)}) if keep else r
+
+
+def _per_sample_axes(c: Call, n: int):
+    s = c.G.shape(n)
+    return tuple(range(1, len(s))) if is_batched(s) else tuple(range(len(s)))
+
+
+# ------------------------------------------------------------------ activations
+def _unary(name, op, doc):
+    BUILTINS[name] = Builtin(lambda c: Tensor(c.G.add(op, [c.tensor("x")], span=c.expr.span)), [("x", REQUIRED)], doc)
+
+
+_unary("sigmoid", "sigmoid", "1 / (1 + exp(-x))")
+_unary("tanh", "tanh", "hyperbolic tangent")
+_unary("exp", "exp", "e ** x")
+_unary("log", "log", "natural logarithm")
+_unary("sqrt", "sqrt", "square root")
+_unary("abs", "abs", "absolute value")
+_unary("softplus", "softplus", "log(1 + exp(x))")
+
+
+def _vector_op(op):
+    def fn(c: Call):
+        x = c.tensor("x")
+        if len(per_sample(c.G.shape(x))) == 0:
+            c.error(f"{c.expr.func} needs a vector, got a scalar", arg="x")
+        return Tensor(c.G.add(op, [x], span=c.expr.span))
+    return fn
+
+
+BUILTINS["softmax"] = Builtin(_vector_op("softmax"), [("x", REQUIRED)], "exp(x) / sum(exp(x)), over the last axis")
+BUILTINS["log_softmax"] = Builtin(_vector_op("log_softmax"), [("x", REQUIRED)], "log(softmax(x)), stably")
+
+
+@builtin("relu", [("x", REQUIRED)], "max(x, 0)")
+def _relu(c):
+    return Tensor(c.G.add("maximum", [c.tensor("x"), c.G.const(0.0)], span=c.expr.span))
+
+
+@builtin("leaky_relu", [("x", REQUIRED), ("slope", 0.01)], "x if x > 0 else slope * x")
+def _leaky_relu(c):
+    x, a = c.tensor("x"), c.number("slope")
+    if not 0 <= a < 1:
+        c.error("the slope of leaky_relu must be in [0, 1)", arg="slope")
+    return Tensor(c.G.add("maximum", [x, c.G.add("mul", [x, c.G.const(a)])], span=c.expr.span))
+
+
+@builtin("elu", [("x", REQUIRED), ("alpha", 1.0)], "x if x > 0 else alpha * (exp(x) - 1)")
+def _elu(c):
+    G, x = c.G, c.tensor("x")
+    neg = G.add("sub", [G.add("exp", [G.add("minimum", [x, G.const(0.0)])]), G.const(1.0)])
+    return Tensor(G.add("add", [G.add("maximum", [x, G.const(0.0)]), G.add("mul", [neg, G.const(c.number("alpha"))])],
+                        span=c.expr.span))
+
+
+@builtin("identity", [("x", REQUIRED)], "x itself")
+def _identity(c):
+    return Tensor(c.tensor("x"))
+
+
+@builtin("square", [("x", REQUIRED)], "x * x")
+def _square(c):
+    x = c.tensor("x")
+    return Tensor(c.G.add("mul", [x, x], span=c.expr.span))
+
+
+# ------------------------------------------------------------------ math
+@builtin("sum", [("x", REQUIRED)], "sum of the elements of x (per sample)")
+def _sum(c):
+    x = c.tensor("x")
+    axes = _per_sample_axes(c, x)
+    return Tensor(c.G.add("reduce_sum", [x], {"axes": axes}, span=c.expr.span) if axes else x)
+
+
+@builtin("mean", [("x", REQUIRED)], "mean of the elements of x (per sample)")
+def _mean(c):
+    x = c.tensor("x")
+    axes = _per_sample_axes(c, x)
+    return Tensor(c.G.add("reduce_mean", [x], {"axes": axes}, span=c.expr.span) if axes else x)
+
+
+def _minmax(op):
+    def fn(c):
+        a, b = c.tensor("a"), c.tensor("b")
+        return Tensor(c.el.elementwise(op, a, b, c.expr.span, c.expr.func))
+    return fn
+
+
+BUILTINS["max"] = Builtin(_minmax("maximum"), [("a", REQUIRED), ("b", REQUIRED)], "elementwise maximum")
+BUILTINS["min"] = Builtin(_minmax("minimum"), [("a", REQUIRED), ("b", REQUIRED)], "elementwise minimum")
+
+
+@builtin("transpose", [("x", REQUIRED)], "the transpose of a matrix")
+def _transpose(c):
+    x = c.tensor("x")
+    if is_batched(c.G.shape(x)) or len(c.G.shape(x)) != 2:
+        c.error(f"transpose needs a param matrix, got {fmt_shape(c.G.shape(x))}", arg="x")
+    return Tensor(c.G.add("transpose", [x], span=c.expr.span))
+
+
+@builtin("onehot", [("y", REQUIRED), ("classes", None)], "one-hot rows of class labels")
+def _onehot(c):
+    y = c.tensor("y")
+    t = c.el.target
+    if c.G.node(y)["dtype"] != "int":
+        c.error("onehot needs class labels (a `target NAME: class[C]`)", arg="y")
+    classes = c.args["classes"]
+    C = int(c.number("classes")) if classes is not None else t.classes
+    return Tensor(c.G.add("onehot", [y], {"classes": C}, span=c.expr.span))
+
+
+@builtin("dim", [("x", REQUIRED)], "the size of a vector (for shapes)")
+def _dim(c):
+    s = per_sample(c.G.shape(c.tensor("x")))
+    if len(s) != 1:
+        c.error(f"dim needs a vector, got shape {fmt_shape(s)}", arg="x")
+    return s[0]
+
+
+# ------------------------------------------------------------------ layers
+@builtin("dense", [("x", REQUIRED), ("n", REQUIRED), ("bias", True), ("init", None)],
+         "a fully connected layer: W @ x + b with W[n, dim(x)] and b[n]")
+def _dense(c):
+    G, el = c.G, c.el
+    x = c.tensor("x")
+    s = per_sample(G.shape(x))
+    if not is_batched(G.shape(x)) or len(s) != 1:
+        c.error(f"dense needs a per-sample vector, got shape {fmt_shape(G.shape(x))}", arg="x")
+    n = c.number("n")
+    if n != int(n) or n <= 0:
+        c.error("the size of a dense layer must be a positive whole number", arg="n")
+    n = int(n)
+    init_expr = c.args["init"]
+    init = el.eval_init(c.scope, init_expr, InitSpec("he")) if init_expr is not None else InitSpec("he")
+    prefix = el.call_prefix("dense")
+    W = el.new_param(f"{prefix}.W", (n, s[0]), init, c.expr.span)
+    out = G.add("matmul", [x, W], {"tb": True}, span=c.expr.span)
+    bias = c.value("bias")
+    if not isinstance(bias, bool):
+        c.error("bias is true or false", arg="bias")
+    if bias:
+        b = el.new_param(f"{prefix}.b", (n,), InitSpec("zeros"), c.expr.span)
+        out = G.add("add", [out, b], span=c.expr.span)
+    return Tensor(out)
+
+
+# ------------------------------------------------------------------ losses (per sample)
+def _prediction(c: Call, name: str) -> int:
+    p = c.tensor(name)
+    if not is_batched(c.G.shape(p)):
+        c.error(f"the prediction given to {c.expr.func} does not depend on the input", arg=name)
+    c.el.predictions.append(p)
+    c.el.loss_kinds.append(c.expr.func)
+    return p
+
+
+def _real_target(c: Call, name: str) -> int:
+    y = c.tensor(name)
+    if c.G.node(y)["dtype"] == "int":
+        c.error(f"{c.expr.func} compares real values, but '{getattr(c.args[name], 'id', name)}' holds class labels",
+                "use cross_entropy for a class target, or declare `target NAME[k]` for real values", arg=name)
+    return y
+
+
+def _same_shape(c: Call, a: int, b: int):
+    sa, sb = per_sample(c.G.shape(a)), per_sample(c.G.shape(b))
+    if sa != sb:
+        c.error(f"{c.expr.func} needs equal shapes, got {fmt_shape(sa)} and {fmt_shape(sb)}")
+
+
+@builtin("cross_entropy", [("p", REQUIRED), ("y", REQUIRED)],
+         "-log p[y] for class labels y (or -sum(y log p) for one-hot/probability rows)")
+def _cross_entropy(c):
+    G = c.G
+    p = _prediction(c, "p")
+    y = c.tensor("y")
+    sp = per_sample(G.shape(p))
+    if len(sp) != 1:
+        c.error(f"cross_entropy needs a vector of class probabilities, got shape {fmt_shape(sp)}", arg="p")
+    if G.node(y)["dtype"] == "int":
+        classes = c.el.target.classes
+        if sp[0] != classes:
+            c.error(f"the prediction has {sp[0]} classes but the target '{c.el.target.name}' has {classes}", arg="p")
+        t = G.add("onehot", [y], {"classes": classes})
+    else:
+        _same_shape(c, p, y)
+        t = y
+    picked = G.add("reduce_sum", [G.add("mul", [t, G.add("log", [p])])], {"axes": (1,)})
+    return Tensor(G.add("neg", [picked], span=c.expr.span))
+
+
+@builtin("binary_cross_entropy", [("p", REQUIRED), ("t", REQUIRED)],
+         "-(t log p + (1 - t) log(1 - p)), averaged over the elements")
+def _bce(c):
+    G = c.G
+    p = _prediction(c, "p")
+    t = _real_target(c, "t")
+    _same_shape(c, p, t)
+    one = G.const(1.0)
+    pos = G.add("mul", [t, G.add("log", [p])])
+    neg = G.add("mul", [G.add("sub", [one, t]), G.add("log", [G.add("sub", [one, p])])])
+    e = G.add("neg", [G.add("add", [pos, neg])])
+    return Tensor(G.add("reduce_mean", [e], {"axes": _per_sample_axes(c, e)}, span=c.expr.span))
+
+
+def _regression(kind):
+    def fn(c):
+        G = c.G
+        a = _prediction(c, "a")
+        b = _real_target(c, "b")
+        _same_shape(c, a, b)
+        d = G.add("sub", [a, b])
+        if kind == "mse":
+            e = G.add("mul", [d, d])
+        elif kind == "mae":
+            e = G.add("abs", [d])
+        else:       # huber, as torch.nn.HuberLoss: 0.5 d² if |d| < delta else delta (|d| - delta/2)
+            delta = c.number("delta")
+            if delta <= 0:
+                c.error("delta of huber must be positive", arg="delta")
+            ad = G.add("abs", [d])
+            q = G.add("minimum", [ad, G.const(delta)])
+            e = G.add("add", [G.add("mul", [G.add("mul", [q, q]), G.const(0.5)]),
+                              G.add("mul", [G.add("sub", [ad, q]), G.const(delta)])])
+        return Tensor(G.add("reduce_mean", [e], {"axes": _per_sample_axes(c, e)}, span=c.expr.span))
+    return fn
+
+
+BUILTINS["mse"] = Builtin(_regression("mse"), [("a", REQUIRED), ("b", REQUIRED)], "mean squared error")
+BUILTINS["mae"] = Builtin(_regression("mae"), [("a", REQUIRED), ("b", REQUIRED)], "mean absolute error")
+BUILTINS["huber"] = Builtin(_regression("huber"), [("a", REQUIRED), ("b", REQUIRED), ("delta", 1.0)], "Huber loss")
+
+
+# ------------------------------------------------------------------ regularizers
+def _param_set(c: Call) -> List[int]:
+    v = c.value("of")
+    el = c.el
+    if isinstance(v, Ref) and v.name == "weights":
+        return [p.node for p in el.params if p.is_weight]
+    if isinstance(v, Ref) and v.name == "params":
+        return [p.node for p in el.params]
+    if isinstance(v, list):
+        out = []
+        for item, expr in zip(v, c.args["of"].items):
+            if not isinstance(item, Tensor):
+                el.error(expr.span, f"{c.expr.func} takes tensors")
+            out.append(item.node)
+        return out
+    if isinstance(v, Tensor):
+        return [v.node]
+    c.error(f"{c.expr.func} takes `weights`, `params`, a param or a list of params", arg="of")
+
+
+def _norm(kind):
+    def fn(c):
+        G = c.G
+        terms = []
+        for n in _param_set(c):
+            e = G.add("mul", [n, n]) if kind == "l2" else G.add("abs", [n])
+            axes = _per_sample_axes(c, e)
+            terms.append(G.add("reduce_sum", [e], {"axes": axes}) if axes else e)
+        if not terms:
+            c.error(f"{c.expr.func} has nothing to regularize: the model has no such params")
+        total = terms[0]
+        for t in terms[1:]:
+            total = G.add("add", [total, t])
+        return Tensor(total)
+    return fn
+
+
+BUILTINS["l2"] = Builtin(_norm("l2"), [("of", REQUIRED)], "sum of squares of the params (weights: matrices only)")
+BUILTINS["l1"] = Builtin(_norm("l1"), [("of", REQUIRED)], "sum of absolute values of the params")

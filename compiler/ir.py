@@ -1,0 +1,168 @@
+"""The IR: a networkx MultiDiGraph of primitive ops over batched tensors.
+
+Node attributes (the contract of DESIGN.md):
+  op     name of a primitive in the registry (`compiler.ops.REGISTRY`), or one of the leaf ops
+         "input", "target", "param", "state", "const"
+  attrs  dict of the op's static attributes (axes, transpose flags, a constant's value, ...)
+  shape  tuple; a batched value has the symbol `B` as its first axis (programs are written
+         per sample and the compiler adds the batch axis)
+  dtype  "float" (the model's float type, chosen at code generation) or "int" (class labels)
+  span   the source span it came from (dsl.ast.Span) or None
+  role   input | target | param | state | const | compute
+  name   the user-visible name of leaves (params, states, inputs), else None
+Edge attribute: `arg`, the operand position (a node may use the same value twice: `x * x`).
+Graph attribute `outputs`: name -> node id of the values the stages below read
+(e.g. "loss", "loss:main", "output", "update:W_h").
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+import networkx as nx
+
+B = "B"                      # the symbolic batch axis
+LEAF_OPS = ("input", "target", "param", "state", "const")
+
+Shape = Tuple[Any, ...]
+
+
+def is_batched(shape: Shape) -> bool:
+    return len(shape) > 0 and shape[0] == B
+
+
+def per_sample(shape: Shape) -> Shape:
+    """The shape a user sees: without the batch axis."""
+    return tuple(shape[1:]) if is_batched(shape) else tuple(shape)
+
+
+def fmt_shape(shape: Shape) -> str:
+    return "[" + ", ".join(str(d) for d in per_sample(shape)) + "]" if shape else "[] (a scalar)"
+
+
+class ShapeError(Exception):
+    """Raised by shape rules; the compiler turns it into a located diagnostic."""
+
+
+class Graph:
+    """A thin builder over `nx.MultiDiGraph`; every node is created through `add`."""
+
+    def __init__(self, g: Optional[nx.MultiDiGraph] = None):
+        self.g = g if g is not None else nx.MultiDiGraph(outputs={})
+        self._next = max(self.g.nodes, default=-1) + 1
+        self._consts: Dict[Tuple[float, str], int] = {}
+
+    # ------------------------------------------------------------ construction
+    def add(self, op: str, inputs: Iterable[int] = (), attrs: Optional[dict] = None, *,
+            shape: Optional[Shape] = None, dtype: Optional[str] = None, role: str = "compute",
+            span=None, name: Optional[str] = None) -> int:
+        from .ops import REGISTRY  # late: ops imports ir
+        inputs = list(inputs)
+        attrs = dict(attrs or {})
+        if shape is None or dtype is None:
+            spec = REGISTRY[op]
+            in_shapes = [self.shape(i) for i in inputs]
+            if shape is None:
+                shape = tuple(spec.shape(in_shapes, attrs))
+            if dtype is None:
+                dtype = spec.dtype
+        n = self._next
+        self._next += 1
+        self.g.add_node(n, op=op, attrs=attrs, shape=tuple(shape), dtype=dtype, span=span,
+                        role=role, name=name)
+        for pos, i in enumerate(inputs):
+            self.g.add_edge(i, n, arg=pos)
+        return n
+
+    def leaf(self, op: str, name: str, shape: Shape, dtype: str = "float", span=None,
+             attrs: Optional[dict] = None) -> int:
+        role = op if op != "const" else "const"
+        return self.add(op, (), attrs or {}, shape=shape, dtype=dtype, role=role, span=span,
+                        name=name)
+
+    def const(self, value: float) -> int:
+        """A scalar constant, shared between its uses."""
+        key = (float(value), "float")
+        if self._consts.get(key) not in self.g:      # not made yet, or removed by a pass
+            self._consts[key] = self.add("const", (), {"value": float(value)}, shape=(),
+                                         dtype="float", role="const")
+        return self._consts[key]
+
+    # ------------------------------------------------------------ queries
+    def node(self, n: int) -> dict:
+        return self.g.nodes[n]
+
+    def op(self, n: int) -> str:
+        return self.g.nodes[n]["op"]
+
+    def attrs(self, n: int) -> dict:
+        return self.g.nodes[n]["attrs"]
+
+    def shape(self, n: int) -> Shape:
+        return self.g.nodes[n]["shape"]
+
+    def inputs(self, n: int) -> List[int]:
+        """Operands of n in argument order."""
+        edges = sorted(self.g.in_edges(n, data="arg"), key=lambda e: e[2])
+        return [u for u, _, _ in edges]
+
+    def users(self, n: int) -> List[int]:
+        return sorted({v for _, v in self.g.out_edges(n)})
+
+    @property
+    def outputs(self) -> Dict[str, int]:
+        return self.g.graph.setdefault("outputs", {})
+
+    def nodes_with(self, **kv) -> List[int]:
+        return [n for n, d in self.g.nodes(data=True) if all(d.get(k) == v for k, v in kv.items())]
+
+    def topo(self, roots: Optional[Iterable[int]] = None) -> List[int]:
+        """Nodes in a deterministic topological order; with `roots`, only their ancestors."""
+        if roots is None:
+            sub = self.g
+        else:
+            keep = set()
+            for r in roots:
+                keep.add(r)
+                keep |= nx.ancestors(self.g, r)
+            sub = self.g.subgraph(keep)
+        return list(nx.lexicographical_topological_sort(sub))
+
+    # ------------------------------------------------------------ rewriting
+    def replace_uses(self, old: int, new: int) -> None:
+        """Point every use of `old` (and every output naming it) at `new`."""
+        for _, v, k, d in list(self.g.out_edges(old, keys=True, data=True)):
+            self.g.remove_edge(old, v, k)
+            self.g.add_edge(new, v, arg=d["arg"])
+        for key, n in list(self.outputs.items()):
+            if n == old:
+                self.outputs[key] = new
+
+    def copy(self) -> "Graph":
+        return Graph(self.g.copy())
+
+
+def verify(graph: Graph) -> None:
+    """Check the IR's invariants; raises AssertionError naming the first broken one."""
+    from .ops import REGISTRY
+    g = graph.g
+    assert nx.is_directed_acyclic_graph(g), "the graph has a cycle"
+    for n, d in g.nodes(data=True):
+        for key in ("op", "attrs", "shape", "dtype", "role"):
+            assert key in d, f"node {n} lacks '{key}'"
+        op = d["op"]
+        ins = graph.inputs(n)
+        args = sorted(a for _, _, a in g.in_edges(n, data="arg"))
+        assert args == list(range(len(ins))), f"node {n} ({op}) has operand positions {args}"
+        if op in LEAF_OPS:
+            assert not ins, f"leaf node {n} ({op}) has operands"
+            assert d["role"] == op or (op == "const" and d["role"] == "const"), \
+                f"leaf node {n} has role {d['role']} for op {op}"
+            continue
+        assert op in REGISTRY, f"node {n} has unknown op '{op}'"
+        spec = REGISTRY[op]
+        if spec.arity is not None:
+            assert len(ins) == spec.arity, f"node {n} ({op}) has {len(ins)} operands, wants {spec.arity}"
+        want = tuple(spec.shape([graph.shape(i) for i in ins], d["attrs"]))
+        assert want == d["shape"], f"node {n} ({op}) has shape {d['shape']}, its rule gives {want}"
+    for key, n in graph.outputs.items():
+        assert n in g, f"output '{key}' names a missing node {n}"

@@ -1,0 +1,452 @@
+"""The op registry: every primitive defined once.
+
+An `Op` holds, for one primitive:
+  shape(in_shapes, attrs) -> out shape       raises ir.ShapeError for operands that don't fit
+  ref(*arrays, **attrs) -> array             the NumPy reference implementation
+  vjp(graph, node, g) -> [grad or None, ...]  the vector-Jacobian product, *built as IR nodes*
+  cpu(ctx, ins, attrs) -> str                 a Python expression (inside @njit) computing it
+  cases                                       operand shapes/attrs/domains the tests iterate over
+
+Layers, activations built from primitives, losses and regularizers are compositions in
+`compiler.builtins`; they never appear here. Tests iterate REGISTRY, so registering an op is
+what gets it tested (gradient vs. central differences, kernel vs. reference).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+from scipy import special
+
+from .ir import B, Graph, ShapeError, fmt_shape, is_batched
+
+
+@dataclass
+class Case:
+    """Operands for the registry tests: full shapes (B becomes a small batch), and domains:
+    "real", "pos" (positive reals), "away0" (reals away from 0, for kinks), "int:C" (labels)."""
+    shapes: List[tuple]
+    attrs: dict = field(default_factory=dict)
+    domains: Optional[List[str]] = None
+
+
+@dataclass
+class Op:
+    name: str
+    arity: Optional[int]
+    shape: Callable
+    ref: Callable
+    vjp: Optional[Callable]
+    cpu: Callable
+    cases: List[Case]
+    dtype: str = "float"
+    elementwise: bool = False
+    doc: str = ""
+
+
+REGISTRY: Dict[str, Op] = {}
+
+
+def register(op: Op) -> Op:
+    assert op.name not in REGISTRY, f"op '{op.name}' registered twice"
+    REGISTRY[op.name] = op
+    return op
+
+
+# ======================================================================= shape rules
+def broadcast_shape(shapes: Sequence[tuple]) -> tuple:
+    """NumPy broadcasting where the batch axis B only meets B: batched operands must have the
+    same rank (the compiler aligns per-sample shapes before emitting an op)."""
+    batched = [s for s in shapes if is_batched(s)]
+    if batched:
+        r = len(batched[0])
+        if any(len(s) != r for s in batched) or any(len(s) >= r for s in shapes if not is_batched(s)):
+            raise ShapeError("shapes " + " and ".join(fmt_shape(s) for s in shapes) + " do not broadcast")
+    n = max((len(s) for s in shapes), default=0)
+    out = []
+    for i in range(1, n + 1):
+        dims = {s[-i] for s in shapes if len(s) >= i} - {1}
+        if len(dims) > 1:
+            raise ShapeError("shapes " + " and ".join(fmt_shape(s) for s in shapes) + " do not broadcast")
+        out.append(dims.pop() if dims else 1)
+    return tuple(reversed(out))
+
+
+def _same(shapes, attrs):
+    return shapes[0]
+
+
+def _reduced(shapes, attrs):
+    axes = attrs["axes"]
+    s = shapes[0]
+    if any(a >= len(s) or a < 0 for a in axes):
+        raise ShapeError(f"cannot reduce axes {axes} of a value of shape {fmt_shape(s)}")
+    return tuple(d for i, d in enumerate(s) if i not in axes)
+
+
+# ======================================================================= gradient helpers
+def unbroadcast(G: Graph, g: int, shape: tuple) -> int:
+    """Sum g (of a broadcast result's shape) down to `shape`: the adjoint of broadcasting."""
+    gs = G.shape(g)
+    if gs == tuple(shape):
+        return g
+    lead = len(gs) - len(shape)
+    axes = list(range(lead)) + [lead + i for i, d in enumerate(shape) if d == 1 and gs[lead + i] != 1]
+    r = G.add("reduce_sum", [g], {"axes": tuple(axes)}) if axes else g
+    if G.shape(r) != tuple(shape):
+        r = G.add("reshape", [r], {"shape": tuple(shape)})
+    return r
+
+
+def _binary_vjp(fa, fb):
+    """vjp for a broadcasting binary op from the local derivatives fa/fb(G, a, b, out, g)."""
+    def vjp(G, n, g):
+        a, b = G.inputs(n)
+        ga = fa(G, a, b, n, g) if fa else None
+        gb = fb(G, a, b, n, g) if fb else None
+        return [None if ga is None else unbroadcast(G, ga, G.shape(a)),
+                None if gb is None else unbroadcast(G, gb, G.shape(b))]
+    return vjp
+
+
+def _unary_vjp(f):
+    def vjp(G, n, g):
+        (a,) = G.inputs(n)
+        return [f(G, a, n, g)]
+    return vjp
+
+
+def _mul(G, *xs):
+    r = xs[0]
+    for x in xs[1:]:
+        r = G.add("mul", [r, x])
+    return r
+
+
+# ======================================================================= CPU lowering context
+class CpuCtx:
+    """What a CPU lowering may ask about its operands (filled in by codegen_cpu)."""
+
+    def __init__(self, graph: Graph, node: int, const_name: Callable[[float], str], dtype_name: str):
+        self.graph, self.node = graph, node
+        self.const = const_name          # const(0.5) -> name of a global holding DT(0.5)
+        self.DT = dtype_name
+
+    def in_shape(self, i: int) -> tuple:
+        return self.graph.shape(self.graph.inputs(self.node)[i])
+
+    def const_value(self, i: int) -> Optional[float]:
+        n = self.graph.inputs(self.node)[i]
+        return self.graph.attrs(n)["value"] if self.graph.op(n) == "const" else None
+
+    def shape_expr(self, shape: tuple, like: str) -> str:
+        """A tuple expression for `shape`, reading the batch size off array `like`."""
+        dims = [f"{like}.shape[0]" if d == B else str(d) for d in shape]
+        return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+# ======================================================================= elementwise binary
+def _binop(name, sym, ref, fa, fb, doc, domains=None, cpu=None):
+    register(Op(
+        name=name, arity=2, shape=lambda s, a: broadcast_shape(s), ref=ref,
+        vjp=_binary_vjp(fa, fb),
+        cpu=cpu or (lambda ctx, ins, attrs: f"({ins[0]} {sym} {ins[1]})"),
+        cases=[Case([(B, 3), (B, 3)], domains=domains), Case([(B, 4), (4,)], domains=domains),
+               Case([(B, 2, 3), ()], domains=domains), Case([(B, 1), (B, 3)], domains=domains)],
+        elementwise=True, doc=doc))
+
+
+_binop("add", "+", np.add, lambda G, a, b, n, g: g, lambda G, a, b, n, g: g, "a + b")
+_binop("sub", "-", np.subtract, lambda G, a, b, n, g: g,
+       lambda G, a, b, n, g: G.add("neg", [g]), "a - b")
+_binop("mul", "*", np.multiply, lambda G, a, b, n, g: G.add("mul", [g, b]),
+       lambda G, a, b, n, g: G.add("mul", [g, a]), "a * b")
+_binop("div", "/", np.divide, lambda G, a, b, n, g: G.add("div", [g, b]),
+       lambda G, a, b, n, g: G.add("neg", [G.add("div", [G.add("mul", [g, n]), b])]),
+       "a / b", domains=["real", "pos"])
+
+
+def _pow_cpu(ctx, ins, attrs):
+    k = ctx.const_value(1)
+    if k == 2.0:
+        return f"({ins[0]} * {ins[0]})"
+    return f"({ins[0]} ** {ins[1]})"
+
+
+def _pow_da(G, a, b, n, g):
+    # d/da a**b = b * a**(b-1)
+    return _mul(G, g, b, G.add("pow", [a, G.add("sub", [b, G.const(1.0)])]))
+
+
+def _pow_db(G, a, b, n, g):
+    if G.op(b) == "const":          # the usual case, x ** 2: no gradient to a constant
+        return None
+    return _mul(G, g, n, G.add("log", [a]))
+
+
+_binop("pow", "**", np.power, _pow_da, _pow_db, "a ** b (a > 0 unless b is a constant)",
+       domains=["pos", "real"], cpu=_pow_cpu)
+
+
+def _select_vjp(first_wins):
+    """maximum/minimum: the gradient flows to the operand that was selected; at a tie to b,
+    so relu(x) = maximum(x, 0) has gradient 0 at x = 0 like PyTorch's."""
+    def fa(G, a, b, n, g):
+        mask = G.add("greater", [a, b] if first_wins else [b, a])
+        return G.add("mul", [g, mask])
+
+    def fb(G, a, b, n, g):
+        mask = G.add("greater", [a, b] if first_wins else [b, a])
+        return G.add("mul", [g, G.add("sub", [G.const(1.0), mask])])
+    return fa, fb
+
+
+register(Op("maximum", 2, lambda s, a: broadcast_shape(s), np.maximum, _binary_vjp(*_select_vjp(True)),
+            lambda ctx, ins, attrs: f"np.maximum({ins[0]}, {ins[1]})",
+            [Case([(B, 3), (B, 3)], domains=["away0", "real"]), Case([(B, 4), ()], domains=["away0", "real"])],
+            elementwise=True, doc="elementwise max"))
+register(Op("minimum", 2, lambda s, a: broadcast_shape(s), np.minimum, _binary_vjp(*_select_vjp(False)),
+            lambda ctx, ins, attrs: f"np.minimum({ins[0]}, {ins[1]})",
+            [Case([(B, 3), (B, 3)], domains=["away0", "real"]), Case([(B, 4), ()], domains=["away0", "real"])],
+            elementwise=True, doc="elementwise min"))
+register(Op("greater", 2, lambda s, a: broadcast_shape(s),
+            lambda a, b: (a > b).astype(np.result_type(a, b, np.float32)), None,
+            lambda ctx, ins, attrs: f"np.where({ins[0]} > {ins[1]}, {ctx.const(1.0)}, {ctx.const(0.0)})",
+            [Case([(B, 3), (B, 3)]), Case([(B, 3), ()])], elementwise=True,
+            doc="1.0 where a > b else 0.0 (not differentiable: a mask)"))
+
+
+# ======================================================================= elementwise unary
+def _unop(name, ref, cpu, f, doc, domain="real"):
+    register(Op(name, 1, _same, ref, _unary_vjp(f) if f else None, cpu,
+                [Case([(B, 5)], domains=[domain]), Case([(3, 2)], domains=[domain]), Case([()], domains=[domain])],
+                elementwise=True, doc=doc))
+
+
+_unop("neg", np.negative, lambda c, i, a: f"(-{i[0]})", lambda G, a, n, g: G.add("neg", [g]), "-a")
+_unop("exp", np.exp, lambda c, i, a: f"np.exp({i[0]})", lambda G, a, n, g: G.add("mul", [g, n]), "e ** a")
+_unop("log", np.log, lambda c, i, a: f"np.log({i[0]})", lambda G, a, n, g: G.add("div", [g, a]),
+      "natural log", domain="pos")
+_unop("sqrt", np.sqrt, lambda c, i, a: f"np.sqrt({i[0]})",
+      lambda G, a, n, g: G.add("div", [g, G.add("mul", [n, G.const(2.0)])]), "square root", domain="pos")
+_unop("abs", np.abs, lambda c, i, a: f"np.abs({i[0]})",
+      lambda G, a, n, g: G.add("mul", [g, G.add("sign", [a])]), "|a|", domain="away0")
+_unop("sign", np.sign, lambda c, i, a: f"np.sign({i[0]})", None, "sign of a (not differentiable)")
+_unop("sigmoid", special.expit,
+      lambda c, i, a: f"({c.const(1.0)} / ({c.const(1.0)} + np.exp(-{i[0]})))",
+      lambda G, a, n, g: _mul(G, g, n, G.add("sub", [G.const(1.0), n])), "1 / (1 + e^-a)")
+_unop("tanh", np.tanh, lambda c, i, a: f"np.tanh({i[0]})",
+      lambda G, a, n, g: G.add("mul", [g, G.add("sub", [G.const(1.0), G.add("mul", [n, n])])]), "tanh")
+_unop("softplus", lambda x: np.logaddexp(0.0, x),
+      lambda c, i, a: f"(np.maximum({i[0]}, {c.const(0.0)}) + np.log1p(np.exp(-np.abs({i[0]}))))",
+      lambda G, a, n, g: G.add("mul", [g, G.add("sigmoid", [a])]), "log(1 + e^a), computed stably")
+
+
+# ======================================================================= softmax family (last axis)
+def _last_axis(shapes, attrs):
+    if len(shapes[0]) == 0 or (is_batched(shapes[0]) and len(shapes[0]) == 1):
+        raise ShapeError(f"softmax needs a vector, got {fmt_shape(shapes[0])}")
+    return shapes[0]
+
+
+def _softmax_ref(x):
+    z = x - x.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _log_softmax_ref(x):
+    z = x - x.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def _sum_last_keep(G, x):
+    s = G.shape(x)
+    r = G.add("reduce_sum", [x], {"axes": (len(s) - 1,)})
+    return G.add("reshape", [r], {"shape": s[:-1] + (1,)})
+
+
+def _softmax_vjp(G, n, g):
+    # p * (g - sum(g * p))
+    return [G.add("mul", [n, G.add("sub", [g, _sum_last_keep(G, G.add("mul", [g, n]))])])]
+
+
+def _log_softmax_vjp(G, n, g):
+    # g - softmax(x) * sum(g): with g = -onehot(y)/B this is (p - onehot(y)) / B
+    return [G.add("sub", [g, G.add("mul", [G.add("exp", [n]), _sum_last_keep(G, g)])])]
+
+
+_sm_cases = [Case([(B, 4)]), Case([(5,)]), Case([(B, 2, 3)])]
+register(Op("softmax", 1, _last_axis, _softmax_ref, _softmax_vjp,
+            lambda c, i, a: f"K.softmax({i[0]})", _sm_cases, doc="softmax over the last axis"))
+register(Op("log_softmax", 1, _last_axis, _log_softmax_ref, _log_softmax_vjp,
+            lambda c, i, a: f"K.log_softmax({i[0]})", _sm_cases, doc="log of softmax, computed stably"))
+
+
+# ======================================================================= reductions and shape ops
+def _reduce_cpu(ctx, ins, attrs, mean=False):
+    expr = ins[0]
+    nd = len(ctx.in_shape(0))
+    if set(attrs["axes"]) == set(range(nd)):
+        expr = f"np.sum({expr})"
+    else:
+        for ax in sorted(attrs["axes"], reverse=True):
+            expr = f"np.sum({expr}, axis={ax})"
+    if mean:
+        expr = f"({expr} / {_size_expr(ctx, ins[0], ctx.in_shape(0), attrs['axes'])})"
+    return expr
+
+
+def _size_expr(ctx, name, shape, axes):
+    static = int(np.prod([shape[a] for a in axes if shape[a] != B], dtype=np.int64))
+    dyn = [f"{name}.shape[0]" for a in axes if shape[a] == B]
+    return f"{ctx.DT}(" + " * ".join(dyn + [str(static)]) + ")"
+
+
+def _reduce_sum_vjp(G, n, g):
+    (a,) = G.inputs(n)
+    return [G.add("expand", [g, a], {"axes": G.attrs(n)["axes"]})]
+
+
+def _reduce_mean_vjp(G, n, g):
+    (a,) = G.inputs(n)
+    axes = G.attrs(n)["axes"]
+    return [G.add("div", [G.add("expand", [g, a], {"axes": axes}), G.add("size", [a], {"axes": axes})])]
+
+
+_red_cases = [Case([(B, 4)], {"axes": (1,)}), Case([(B, 4)], {"axes": (0,)}), Case([(B, 4)], {"axes": (0, 1)}),
+              Case([(B, 2, 3)], {"axes": (1, 2)}), Case([(3, 2)], {"axes": (0, 1)})]
+register(Op("reduce_sum", 1, _reduced, lambda x, axes: np.sum(x, axis=tuple(axes)), _reduce_sum_vjp,
+            _reduce_cpu, _red_cases, doc="sum over `axes` (dropped)"))
+register(Op("reduce_mean", 1, _reduced, lambda x, axes: np.mean(x, axis=tuple(axes)), _reduce_mean_vjp,
+            lambda c, i, a: _reduce_cpu(c, i, a, mean=True), _red_cases, doc="mean over `axes` (dropped)"))
+
+
+def _expand_shape(shapes, attrs):
+    g, like = shapes
+    kept = tuple(d for i, d in enumerate(like) if i not in attrs["axes"])
+    if tuple(g) != kept:
+        raise ShapeError(f"cannot expand {fmt_shape(g)} to {fmt_shape(like)}")
+    return like
+
+
+def _expand_ref(g, like, axes):
+    return np.broadcast_to(np.expand_dims(g, tuple(axes)), like.shape).copy()
+
+
+def _expand_cpu(ctx, ins, attrs):
+    like = ctx.in_shape(1)
+    kept = tuple(1 if i in attrs["axes"] else d for i, d in enumerate(like))
+    g = ins[0]
+    if ctx.in_shape(0):                      # a scalar broadcasts as it is
+        g = f"{g}.reshape({ctx.shape_expr(kept, ins[1])})"
+    return f"(np.zeros_like({ins[1]}) + {g})"
+
+
+register(Op("expand", 2, _expand_shape, _expand_ref,
+            lambda G, n, g: [G.add("reduce_sum", [g], {"axes": G.attrs(n)["axes"]}), None], _expand_cpu,
+            [Case([(B,), (B, 3)], {"axes": (1,)}), Case([(3,), (B, 3)], {"axes": (0,)}), Case([(), (B, 3)], {"axes": (0, 1)})],
+            doc="broadcast g back over the `axes` that a reduction removed; the second operand gives the shape"))
+register(Op("size", 1, lambda s, a: (), lambda x, axes: np.float64(np.prod([x.shape[i] for i in axes])), None,
+            lambda c, i, a: _size_expr(c, i[0], c.in_shape(0), a["axes"]),
+            [Case([(B, 3)], {"axes": (0,)}), Case([(B, 3)], {"axes": (0, 1)})],
+            doc="number of elements along `axes` (the batch size is known only at run time)"))
+
+
+def _reshape_shape(shapes, attrs):
+    src, dst = shapes[0], tuple(attrs["shape"])
+    if is_batched(src) != is_batched(dst):
+        raise ShapeError(f"cannot reshape {fmt_shape(src)} to {fmt_shape(dst)}")
+    if int(np.prod([d for d in src if d != B])) != int(np.prod([d for d in dst if d != B])):
+        raise ShapeError(f"cannot reshape {fmt_shape(src)} to {fmt_shape(dst)}: sizes differ")
+    return dst
+
+
+def _reshape_cpu(ctx, ins, attrs):
+    if not attrs["shape"]:
+        return f"{ins[0]}.reshape(())[()]" if ctx.in_shape(0) else ins[0]
+    return f"np.ascontiguousarray({ins[0]}).reshape({ctx.shape_expr(attrs['shape'], ins[0])})"
+
+
+register(Op("reshape", 1, _reshape_shape,
+            lambda x, shape: x.reshape(tuple(x.shape[0] if d == B else d for d in shape)),
+            lambda G, n, g: [G.add("reshape", [g], {"shape": G.shape(G.inputs(n)[0])})], _reshape_cpu,
+            [Case([(B, 6)], {"shape": (B, 2, 3)}), Case([(B,)], {"shape": (B, 1)}), Case([(2, 3)], {"shape": (6,)})],
+            doc="same elements, another shape (batch axis stays first)"))
+
+
+def _transpose_shape(shapes, attrs):
+    s = shapes[0]
+    if len(s) != 2 or is_batched(s):
+        raise ShapeError(f"transpose needs a matrix, got {fmt_shape(s)}")
+    return (s[1], s[0])
+
+
+register(Op("transpose", 1, _transpose_shape, lambda x: x.T.copy(),
+            lambda G, n, g: [G.add("transpose", [g])],
+            lambda c, i, a: f"np.ascontiguousarray({i[0]}.T)", [Case([(3, 2)])], doc="matrix transpose"))
+
+
+# ======================================================================= matrix product
+def _matmul_shape(shapes, attrs):
+    a, b = shapes
+    if len(a) != 2 or len(b) != 2:
+        raise ShapeError(f"matmul needs matrices, got {fmt_shape(a)} and {fmt_shape(b)}")
+    m, k1 = (a[1], a[0]) if attrs.get("ta") else (a[0], a[1])
+    k2, n = (b[1], b[0]) if attrs.get("tb") else (b[0], b[1])
+    if k1 != k2:
+        raise ShapeError(f"inner sizes {k1} and {k2} differ")
+    if n == B:
+        raise ShapeError("the batch axis cannot become a column")
+    return (m, n)
+
+
+def _matmul_ref(a, b, ta=False, tb=False):
+    return (a.T if ta else a) @ (b.T if tb else b)
+
+
+def _matmul_vjp(G, n, g):
+    a, b = G.inputs(n)
+    ta, tb = G.attrs(n).get("ta", False), G.attrs(n).get("tb", False)
+    mm = lambda x, y, tx=False, ty=False: G.add("matmul", [x, y], {"ta": tx, "tb": ty})
+    if not ta and not tb:      # C = A B
+        return [mm(g, b, False, True), mm(a, g, True, False)]
+    if not ta and tb:          # C = A B^T  (a dense layer: X W^T)
+        return [mm(g, b), mm(g, a, True, False)]
+    if ta and not tb:          # C = A^T B
+        return [mm(b, g, False, True), mm(a, g)]
+    return [mm(b, g, True, True), mm(g, a, True, True)]     # C = A^T B^T
+
+
+def _matmul_cpu(ctx, ins, attrs):
+    a = f"{ins[0]}.T" if attrs.get("ta") else ins[0]
+    b = f"{ins[1]}.T" if attrs.get("tb") else ins[1]
+    return f"np.dot({a}, {b})"      # BLAS gemm; transposed views are passed as flags, not copied
+
+
+register(Op("matmul", 2, _matmul_shape, _matmul_ref, _matmul_vjp, _matmul_cpu,
+            [Case([(B, 3), (4, 3)], {"ta": False, "tb": True}), Case([(B, 3), (3, 4)]),
+             Case([(B, 3), (B, 4)], {"ta": True, "tb": False}), Case([(3, 2), (4, 3)], {"ta": True, "tb": True}),
+             Case([(2, 3), (3, 4)])],
+            doc="op(a) @ op(b) for matrices, op = transpose when `ta`/`tb`"))
+
+
+# ======================================================================= class labels
+def _onehot_shape(shapes, attrs):
+    return tuple(shapes[0]) + (attrs["classes"],)
+
+
+def _onehot_ref(y, classes):
+    return np.eye(classes)[y.astype(np.int64)]
+
+
+def _onehot_cpu(ctx, ins, attrs):
+    if len(ctx.in_shape(0)) != 1:
+        raise NotImplementedError("onehot of non-vector labels has no CPU lowering")
+    return f"K.onehot({ins[0]}, {attrs['classes']}, {ctx.const(0.0)})"
+
+
+register(Op("onehot", 1, _onehot_shape, _onehot_ref, None, _onehot_cpu,
+            [Case([(B,)], {"classes": 4}, domains=["int:4"])],
+            doc="one-hot rows of zero-indexed class labels (not differentiable)"))
