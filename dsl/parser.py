@@ -40,18 +40,22 @@ class _Newlines(PostLex):
         self.reset()
 
     def reset(self) -> None:
-        self.open: List[Token] = []      # the opening brackets not yet closed, innermost last
-        self._last: Optional[str] = None   # the type of the last token seen
+        self.open: List[Token] = []          # the opening brackets not yet closed, innermost last
+        self.last: Optional[Token] = None    # the last token seen, passed on or not
+        self.end = (1, 1)                    # the line and column after the last token but _NL
 
     @property
     def brace_depth(self) -> int:
         return sum(1 for t in self.open if t == "{")
 
+    def in_parens(self) -> bool:
+        return bool(self.open) and self.open[-1] in ("(", "[")
+
     def observe(self, token: Token) -> None:
         """Notes a token; called for every token, including those the parser rejects."""
-        self._last = token.type
-        if token.type == "STRING":
-            return
+        self.last = token
+        if token.type != "_NL":
+            self.end = token.end_line, token.end_column
         # A mismatched bracket must not leave the rest of the file inside parentheses,
         # where newlines no longer end statements and error recovery could not resync.
         # Parentheses never hold a { } block, so a brace closes any left open before it.
@@ -60,7 +64,7 @@ class _Newlines(PostLex):
                 self.close_parens()
             self.open.append(token)
         elif token in (")", "]"):
-            if self._in_parens():
+            if self.in_parens():
                 self.open.pop()
         elif token == "}":
             self.close_parens()
@@ -69,23 +73,24 @@ class _Newlines(PostLex):
 
     def close_parens(self) -> None:
         """Forgets the parentheses and brackets open since the innermost { }."""
-        while self._in_parens():
+        while self.in_parens():
             self.open.pop()
 
-    def _in_parens(self) -> bool:
-        return bool(self.open) and self.open[-1] in "(["
+    def _at_line_start(self) -> bool:
+        return self.last is None or self.last.type == "_NL"
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
         for token in stream:
-            drop = token.type == "_NL" and (self._in_parens() or self._last in (None, "_NL"))
+            drop = token.type == "_NL" and (self.in_parens() or self._at_line_start())
             self.observe(token)
             if not drop:
                 yield token
         # a file without a final newline; inside open parentheses the parser should see
-        # the end of the file rather than an end of line it would reject as well
-        if self._last not in (None, "_NL") and not self._in_parens():
-            self._last = "_NL"
-            yield Token("_NL", "", line=0, column=0)
+        # the end of the file rather than an end of line it would reject as well.
+        if not self._at_line_start() and not self.in_parens():
+            end = Token.new_borrow_pos("_NL", "", self.last)
+            self.observe(end)
+            yield end
 
 
 _local = threading.local()
@@ -308,24 +313,25 @@ class _Parse:
             return f"the '{opened}' at {where} is still open"
         return None
 
+    def _end_span(self) -> Span:
+        """Where the file ends: just after its last token (comments and blank lines aside)."""
+        line, col = self.newlines.end
+        return Span(self.file, line, col, line, col + 1)
+
     def _left_open(self, token: Token) -> bool:
         """Whether `token` begins a line inside a '(' or '[' opened on an earlier line.
 
         A ')' forgotten at the end of a line makes the next line part of the same
         statement, and the parser rejects it only there."""
-        if not (self.newlines.open and self.newlines.open[-1] in "([") or not token.line:
+        if not self.newlines.in_parens() or not token.line:
             return False
         line = self.source.split("\n")[token.line - 1]
         return self.newlines.open[-1].line < token.line and not line[:token.column - 1].strip()
 
     def _token_span(self, token: Token) -> Span:
-        if token.type == "$END" or not token.line:
-            # the end of the file: just after its last visible character
-            text = self.source.rstrip()
-            line = text.count("\n") + 1
-            col = len(text) - (text.rfind("\n") + 1) + 1
-            return Span(self.file, line, col, line, col + 1)
-        if token.type == "_NL":
+        if token.type == "$END" or token.type == "_NL" and not token:   # not token: the added _NL
+            return self._end_span()
+        if token.type == "_NL":         # the end of a line, not the start of the next
             return Span(self.file, token.line, token.column, token.line, token.column + 1)
         return Span(self.file, token.line, token.column, token.end_line,
                     max(token.end_column, token.column + 1))
