@@ -41,17 +41,22 @@ class Artifact:
     pass_report: Dict[str, int]
     timings: Dict[str, float] = field(default_factory=dict)
 
-    @property
-    def train_step(self) -> Callable:
-        return self.module.train_step
+    # The runtime's contract: these three signatures stay fixed whatever the backend generates.
+    def train_step(self, x, y, lr, step, params: list, states: list, losses):
+        """One step: forward, backward and the optimizer's update of `params` and `states` in
+        place; the loss terms (before the update) go to `losses`; returns the output batch."""
+        return self.module.train_step(x, y, lr, step, *params, *states, losses)
+
+    def evaluate(self, x, y, params: list, losses):
+        """Loss terms into `losses`; returns the output batch."""
+        return self.module.evaluate(x, y, *params, losses)
+
+    def predict(self, x, params: list):
+        return self.module.predict(x, *params)
 
     @property
-    def evaluate(self) -> Callable:
-        return self.module.evaluate
-
-    @property
-    def predict(self) -> Callable:
-        return self.module.predict
+    def has_predict(self) -> bool:
+        return hasattr(self.module, "predict")
 
 
 def build_graph(model: ModelIR, disabled=(), verify_each: bool = False):

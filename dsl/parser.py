@@ -185,7 +185,7 @@ class _Parse:
         self.lexer = self.interactive.lexer_thread
         self.checkpoints: Dict[int, Tuple[list, list]] = {}
         self._save()
-        self.last: Optional[Token] = None      # the last token the parser accepted
+        self.accepted: Optional[Token] = None      # the last token the parser accepted
         # a line guessed to begin a statement after a missing ')': its errors would only
         # repeat the one already reported
         self.muted_line: Optional[int] = None
@@ -225,7 +225,7 @@ class _Parse:
             if token.line != self.muted_line:
                 self._report(token, before)
             return False
-        self.last = token
+        self.accepted = token
         return True
 
     def _tokens(self) -> Iterator[Token]:
@@ -300,7 +300,7 @@ class _Parse:
         return Diagnostic(span, f"unexpected character {str(token)!r}")
 
     def _hint(self, token: Token) -> Optional[str]:
-        last = self.last
+        last = self.accepted
         if token == "=" and last is not None and _symbol(self.lark, last.type) in _STATEMENT_KEYWORDS:
             return f"'{last}' is a keyword here; choose another name"
         if not self.newlines.open:

@@ -104,10 +104,10 @@ class Model:
 
     def predict(self, X, batch: int = 1024) -> np.ndarray:
         """The model's `output` for each row of X (probabilities for a softmax output)."""
-        if "predict" not in dir(self.artifact.module):
+        if not self.artifact.has_predict:
             raise ValueError("the model has no output to predict")
         ds = self.prepare(X, None, "X")
-        outs = [self.artifact.predict(ds.X[i:i + batch], *self._args()) for i in range(0, len(ds.X), batch)]
+        outs = [self.artifact.predict(ds.X[i:i + batch], self._args()) for i in range(0, len(ds.X), batch)]
         return np.concatenate(outs) if outs else np.zeros((0,) + self.ir.graph.shape(self.ir.output)[1:])
 
     predict_proba = predict
@@ -123,7 +123,7 @@ class Model:
         outs = []
         for i in range(0, len(ds.X), batch):
             xb, yb = ds.X[i:i + batch], ds.y[i:i + batch]
-            out = self.artifact.evaluate(xb, yb, *self._args(), losses)
+            out = self.artifact.evaluate(xb, yb, self._args(), losses)
             sums += losses * len(xb)
             outs.append(out)
         return sums / max(len(ds.X), 1), (np.concatenate(outs) if outs else None)
@@ -188,6 +188,7 @@ class Model:
         best, best_params, wait = None, None, 0
         state_args = [self._state[st.name] for st in self.artifact.states]
         step_fn = self.artifact.train_step
+        params = self._args()
         for epoch in range(epochs):
             t0 = time.perf_counter()
             lr = sched.lr_at(epoch)
@@ -198,7 +199,7 @@ class Model:
                 idx = order[i:i + bs]
                 xb, yb = (train.X[idx], train.y[idx]) if shuffle else (train.X[i:i + bs], train.y[i:i + bs])
                 self.step += 1
-                out = step_fn(xb, yb, lr_dt, self.dtype.type(self.step), *self._args(), *state_args, losses)
+                out = step_fn(xb, yb, lr_dt, self.dtype.type(self.step), params, state_args, losses)
                 if not np.all(np.isfinite(losses)):
                     bad = self.loss_names[int(np.argmin(np.isfinite(losses)))]
                     raise TrainingDiverged(

@@ -302,6 +302,7 @@ def test_train_values():
     ("target y: class\n", 1, 16, "expected '['"),
     ("target y class[2]\n", 1, 10, "unexpected name 'class' — expected ':' or '['"),
     ("x = (1 + 2", 1, 11, "unexpected end of file — expected an operator or ')'"),
+    ("x = (1 + 2  # a comment\n\n", 1, 11, "unexpected end of file"),
     ("x = ", 1, 4, "unexpected end of file — expected an expression"),
     ("x = a.\n", 1, 7, "expected a name"),
     (") = 1\n", 1, 1, "unexpected ')' — expected a statement"),
