@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Dict, List
 
+from netc.dsl import ast as A
+
 from .elaborate import REQUIRED, Call, InitSpec, Ref, Tensor
 from .ir import B, fmt_shape, is_batched, per_sample
 
@@ -58,11 +60,23 @@ _unary("abs", "abs", "absolute value")
 _unary("softplus", "softplus", "log(1 + exp(x))")
 
 
+@builtin("gelu", [("x", REQUIRED)], "x * (1 + erf(x / sqrt(2))) / 2, exact (PyTorch's default gelu)")
+def _gelu(c):
+    G, x = c.G, c.tensor("x")
+    cdf = G.add("mul", [G.add("add", [G.const(1.0), G.add("erf", [G.add("mul", [x, G.const(2 ** -0.5)])])]),
+                        G.const(0.5)])
+    return Tensor(G.add("mul", [x, cdf], span=c.expr.span))
+
+
 def _vector_op(op):
     def fn(c: Call):
         x = c.tensor("x")
         if len(per_sample(c.G.shape(x))) == 0:
             c.error(f"{c.expr.func} needs a vector, got a scalar", arg="x")
+        if per_sample(c.G.shape(x))[-1] == 1:
+            c.el.diag.warn(c.expr.span, f"{c.expr.func} of a single value is constant "
+                           f"({'1' if op == 'softmax' else '0'}), whatever its input",
+                           "for one output use sigmoid; for C classes give softmax C values")
         return Tensor(c.G.add(op, [x], span=c.expr.span))
     return fn
 
@@ -118,15 +132,49 @@ def _mean(c):
     return Tensor(c.G.add("reduce_mean", [x], {"axes": axes}, span=c.expr.span) if axes else x)
 
 
-def _minmax(op):
+def _minmax(op, reduce):
     def fn(c):
-        a, b = c.tensor("a"), c.tensor("b")
-        return Tensor(c.el.elementwise(op, a, b, c.expr.span, c.expr.func))
+        a = c.tensor("a")
+        if c.args["b"] is None:       # max(x): the largest element of x (per sample)
+            axes = _per_sample_axes(c, a)
+            return Tensor(c.G.add(reduce, [a], {"axes": axes}, span=c.expr.span) if axes else a)
+        return Tensor(c.el.elementwise(op, a, c.tensor("b"), c.expr.span, c.expr.func))
     return fn
 
 
-BUILTINS["max"] = Builtin(_minmax("maximum"), [("a", REQUIRED), ("b", REQUIRED)], "elementwise maximum")
-BUILTINS["min"] = Builtin(_minmax("minimum"), [("a", REQUIRED), ("b", REQUIRED)], "elementwise minimum")
+BUILTINS["max"] = Builtin(_minmax("maximum", "reduce_max"), [("a", REQUIRED), ("b", None)],
+                          "max(x): the largest element of x (per sample); max(a, b): elementwise maximum")
+BUILTINS["min"] = Builtin(_minmax("minimum", "reduce_min"), [("a", REQUIRED), ("b", None)],
+                          "min(x): the smallest element of x (per sample); min(a, b): elementwise minimum")
+
+
+@builtin("concat", [("*xs", REQUIRED)], "vectors joined end to end: concat(a, b, ...) or concat([a, b, ...])")
+def _concat(c):
+    G, el = c.G, c.el
+    exprs = list(c.args["*xs"])
+    if len(exprs) == 1 and isinstance(exprs[0], A.ListExpr):
+        exprs = list(exprs[0].items)
+    if len(exprs) < 2:
+        c.error("concat joins at least two tensors", "write concat(a, b, ...)")
+    nodes = []
+    for e in exprs:
+        v = el.eval(c.scope, e)
+        if not isinstance(v, Tensor):
+            el.error(e.span, "concat joins tensors, not numbers or names of functions")
+        nodes.append(el.float_tensor(v.node, e))
+    shapes = [G.shape(n) for n in nodes]
+    if len({is_batched(s) for s in shapes}) > 1:
+        c.error("concat cannot join per-sample values with params: "
+                + ", ".join(fmt_shape(s) + (" (per sample)" if is_batched(s) else " (a param)") for s in shapes))
+    if any(not per_sample(s) for s in shapes):
+        c.error("concat joins vectors (or tensors along their last axis), not scalars: got "
+                + " and ".join(fmt_shape(s) for s in shapes))
+    ranks = {len(s) for s in shapes}
+    last = [per_sample(s)[:-1] for s in shapes]
+    if len(ranks) > 1 or any(l != last[0] for l in last):
+        c.error("concat joins tensors along their last axis; the other sizes must be equal, got "
+                + " and ".join(fmt_shape(s) for s in shapes))
+    return Tensor(G.add("concat", nodes, {"axis": len(shapes[0]) - 1}, span=c.expr.span))
 
 
 @builtin("transpose", [("x", REQUIRED)], "the transpose of a matrix")
@@ -139,12 +187,15 @@ def _transpose(c):
 
 @builtin("onehot", [("y", REQUIRED), ("classes", None)], "one-hot rows of class labels")
 def _onehot(c):
-    y = c.tensor("y")
+    y = c.tensor("y", labels=True)
     t = c.el.target
     if c.G.node(y)["dtype"] != "int":
         c.error("onehot needs class labels (a `target NAME: class[C]`)", arg="y")
     classes = c.args["classes"]
-    C = int(c.number("classes")) if classes is not None else t.classes
+    C = c.number("classes") if classes is not None else t.classes
+    if C != int(C) or C < 1:
+        c.error(f"the number of classes of onehot must be a positive whole number, got {C:g}", arg="classes")
+    C = int(C)
     return Tensor(c.G.add("onehot", [y], {"classes": C}, span=c.expr.span))
 
 
@@ -194,7 +245,7 @@ def _prediction(c: Call, name: str) -> int:
 
 
 def _real_target(c: Call, name: str) -> int:
-    y = c.tensor(name)
+    y = c.tensor(name, labels=True)
     if c.G.node(y)["dtype"] == "int":
         c.error(f"{c.expr.func} compares real values, but '{getattr(c.args[name], 'id', name)}' holds class labels",
                 "use cross_entropy for a class target, or declare `target NAME[k]` for real values", arg=name)
@@ -207,15 +258,29 @@ def _same_shape(c: Call, a: int, b: int):
         c.error(f"{c.expr.func} needs equal shapes, got {fmt_shape(sa)} and {fmt_shape(sb)}")
 
 
+def _warn_probabilities(c: Call, p: int, loss: str) -> None:
+    """A linear layer's output fed straight to a cross-entropy: logits, not probabilities."""
+    G = c.G
+    if G.op(p) == "matmul" or (G.op(p) == "add" and any(G.op(i) == "matmul" for i in G.inputs(p))):
+        c.el.diag.warn(c.args["p"].span, f"{loss} expects probabilities, but its first argument looks like "
+                       "the raw output of a linear layer",
+                       "apply softmax (several classes) or sigmoid (0/1 targets) first")
+
+
 @builtin("cross_entropy", [("p", REQUIRED), ("y", REQUIRED)],
          "-log p[y] for class labels y (or -sum(y log p) for one-hot/probability rows)")
 def _cross_entropy(c):
     G = c.G
     p = _prediction(c, "p")
-    y = c.tensor("y")
+    y = c.tensor("y", labels=True)
     sp = per_sample(G.shape(p))
     if len(sp) != 1:
         c.error(f"cross_entropy needs a vector of class probabilities, got shape {fmt_shape(sp)}", arg="p")
+    _warn_probabilities(c, p, "cross_entropy")
+    if G.op(p) == "sigmoid" and sp[0] > 1:
+        c.el.diag.warn(c.args["p"].span, f"sigmoid feeds cross_entropy over {sp[0]} classes: "
+                       "its outputs do not sum to 1",
+                       "use softmax for one of several classes, or binary_cross_entropy for independent 0/1 targets")
     if G.node(y)["dtype"] == "int":
         classes = c.el.target.classes
         if sp[0] != classes:
@@ -235,6 +300,10 @@ def _bce(c):
     p = _prediction(c, "p")
     t = _real_target(c, "t")
     _same_shape(c, p, t)
+    _warn_probabilities(c, p, "binary_cross_entropy")
+    if G.op(p) == "softmax":
+        c.el.diag.warn(c.args["p"].span, "softmax feeds binary_cross_entropy",
+                       "use sigmoid for independent 0/1 targets, or cross_entropy with a class target")
     one = G.const(1.0)
     pos = G.add("mul", [t, G.add("log", [p])])
     neg = G.add("mul", [G.add("sub", [one, t]), G.add("log", [G.add("sub", [one, p])])])

@@ -1,7 +1,9 @@
 """Hand-written Numba helpers that generated CPU code calls for ops with no array-expression
 form (row-wise softmax, one-hot). Everything else is emitted inline by codegen_cpu."""
+import math
+
 import numpy as np
-from numba import njit
+from numba import njit, vectorize
 
 
 @njit(cache=True, nogil=True)
@@ -46,4 +48,35 @@ def onehot(y, classes, zero):
     out = np.zeros((y.shape[0], classes), dtype=type(zero))
     for i in range(y.shape[0]):
         out[i, y[i]] = 1
+    return out
+
+
+# ---- helpers for the primitives the language added (erf for gelu, max/min reductions)
+@vectorize(["float32(float32)", "float64(float64)"], cache=True)
+def erf(x):
+    """The error function, elementwise (a ufunc: arrays and scalars alike)."""
+    return math.erf(x)
+
+
+@njit(cache=True, nogil=True)
+def rowmax(x2):
+    """The maximum of each row of a 2-d array."""
+    out = np.empty(x2.shape[0], dtype=x2.dtype)
+    for i in range(x2.shape[0]):
+        m = x2[i, 0]
+        for j in range(1, x2.shape[1]):
+            m = max(m, x2[i, j])
+        out[i] = m
+    return out
+
+
+@njit(cache=True, nogil=True)
+def rowmin(x2):
+    """The minimum of each row of a 2-d array."""
+    out = np.empty(x2.shape[0], dtype=x2.dtype)
+    for i in range(x2.shape[0]):
+        m = x2[i, 0]
+        for j in range(1, x2.shape[1]):
+            m = min(m, x2[i, j])
+        out[i] = m
     return out

@@ -7,8 +7,12 @@ that respects definitions (a cycle is an error).
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
+
+import networkx as nx
 
 from netc.dsl import ast as A
 from netc.dsl.diagnostics import Collector, did_you_mean
@@ -34,9 +38,17 @@ class StaticCall:
     args: tuple
     kwargs: tuple            # ((key, value), ...)
     span: A.Span
+    kwarg_spans: tuple = ()  # the span of each `key=value`, in the order of `kwargs`
 
     def kw(self) -> dict:
         return dict(self.kwargs)
+
+    def span_of(self, key: str) -> A.Span:
+        """Where `key=...` is written (the whole call when it is not)."""
+        for (k, _), sp in zip(self.kwargs, self.kwarg_spans):
+            if k == key:
+                return sp
+        return self.span
 
 
 @dataclass(frozen=True)
@@ -110,11 +122,16 @@ def static_value(e: A.Expr):
         return [static_value(i) for i in e.items]
     if isinstance(e, A.Call):
         return StaticCall(e.func, tuple(static_value(a) for a in e.args),
-                          tuple((k.name, static_value(k.value)) for k in e.kwargs), e.span)
+                          tuple((k.name, static_value(k.value)) for k in e.kwargs), e.span,
+                          tuple(k.span for k in e.kwargs))
     if isinstance(e, A.BinOp) and isinstance(e.left, A.Num) and isinstance(e.right, A.Num):
-        return {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
-                "/": lambda a, b: a / b, "**": lambda a, b: a ** b}.get(e.op, lambda a, b: None)(
-            e.left.value, e.right.value)
+        try:
+            r = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
+                 "/": lambda a, b: a / b, "**": lambda a, b: a ** b}.get(e.op, lambda a, b: None)(
+                e.left.value, e.right.value)
+        except (ArithmeticError, ValueError):
+            return None
+        return r if isinstance(r, int) or (isinstance(r, float) and math.isfinite(r)) else None
     return None
 
 
@@ -149,9 +166,15 @@ class Elaborator:
         self.predictions: List[int] = []           # first tensor argument of each loss call
         self.loss_kinds: List[str] = []
         self.call_scope: List[str] = []            # prefixes for params made by calls
+        self.call_sites: List[Tuple[str, A.Span]] = []   # the layer calls being expanded
 
     # ---------------------------------------------------------- diagnostics
     def error(self, span, msg, hint=None):
+        """Records an error and abandons the statement being evaluated."""
+        if self.call_sites:          # inside a layer: say which call of it went wrong
+            where = ", ".join(f"layer '{n}' called at line {sp.line}, column {sp.col}"
+                              for n, sp in reversed(self.call_sites))
+            hint = f"{hint} ({where})" if hint else f"in {where}"
         self.diag.error(span, msg, hint)
         raise Abort()
 
@@ -170,7 +193,9 @@ class Elaborator:
         for st in prog.statements:
             if isinstance(st, A.LayerDef):
                 if st.name in self.layers:
-                    self.diag.error(st.name_span, f"layer '{st.name}' is defined twice")
+                    self.diag.error(st.name_span, f"layer '{st.name}' is defined twice "
+                                    f"(first at line {self.layers[st.name].span.line})",
+                                    "a layer is defined once; choose a new name")
                 elif st.name in self.builtins:
                     self.diag.error(st.name_span, f"layer '{st.name}' has the name of a built-in",
                                     "choose another name")
@@ -185,10 +210,12 @@ class Elaborator:
         if self.input is None and not prog.of_type(A.InputDecl):
             self.diag.error(A.Span(prog.file, 1, 1, 1, 2), "the model has no `input`",
                             "declare one, e.g. `input x[2]`")
+        # definitions over `weights`/`params` see every param: they come after the others
+        late = [st for st in prog.statements if isinstance(st, A.Assign) and uses_all_params(st.value)]
         for st in prog.statements:
-            if isinstance(st, (A.ParamDecl, A.Assign)):
+            if isinstance(st, (A.ParamDecl, A.Assign)) and st not in late:
                 self.try_eval_name(top, st.name)
-        losses = self.eval_losses(top)
+        losses = self.eval_losses(top, late)
         output, output_name = self.eval_output(top)
         optimizer = self.eval_optimizer()
         schedules = prog.of_type(A.ScheduleDecl)
@@ -196,11 +223,22 @@ class Elaborator:
         for extra in schedules[1:]:
             self.diag.error(extra.span, "a second `schedule` statement")
         train = self.eval_train()
-        self.check_unused(top)
+        self.check_unused(losses, output)
         self.diag.raise_if_errors()
         inp = self.input
         return ModelIR(name, self.G, inp[0], inp[1], inp[2], self.target, self.params, losses,
-                       output, output_name, optimizer, schedule, train, self.diag.warnings, self.loss_kinds)
+                       output, output_name, optimizer, schedule, train,
+                       self.warnings(), self.loss_kinds)
+
+    def warnings(self) -> list:
+        """The warnings, sorted by position, each once (a layer called twice warns once)."""
+        seen, out = set(), []
+        for w in sorted(self.diag.warnings, key=lambda d: d.sort_key()):
+            key = (w.span, w.message)
+            if key not in seen:
+                seen.add(key)
+                out.append(w)
+        return out
 
     def define(self, scope: Scope, st) -> None:
         if st.name in scope.defs:
@@ -227,14 +265,29 @@ class Elaborator:
             if name in s.defs:
                 return self.eval_def(s, name, span)
             s = s.parent
-        if name in ("weights", "params") or name in self.builtins or name in INIT_NAMES:
+        if name in ("weights", "params") or name in self.builtins or name in INIT_NAMES or name in self.layers:
             return Ref(name)
+        if name in self.param_names:         # a param by its full name: `h1.dense.W`
+            return Tensor(self.param_names[name])
         known = set()
         s = scope
         while s is not None:
             known |= set(s.defs) | set(s.values)
             s = s.parent
-        self.error(span, f"unknown name '{name}'", did_you_mean(name, known | {"weights", "params"}))
+        hint = did_you_mean(name, known | {"weights", "params"}) or \
+            did_you_mean(name, list(self.builtins) + list(self.layers) + list(self.param_names))
+        if hint is None and self.layer_stack:
+            hint = "a layer sees only its arguments and its own definitions; pass the value as an argument"
+        self.error(span, f"unknown name '{name}'", hint)
+
+    def bound(self, scope: Scope, name: str) -> bool:
+        """Whether `name` is an argument or a definition visible from `scope`."""
+        s = scope
+        while s is not None:
+            if name in s.values or name in s.defs:
+                return True
+            s = s.parent
+        return False
 
     def eval_def(self, scope: Scope, name: str, span):
         if name in scope.busy:
@@ -267,8 +320,10 @@ class Elaborator:
         out = []
         for d in dims:
             v = self.eval(scope, d)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v):
-                self.error(d.span, f"the size of {what} must be a whole number")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v != int(v):
+                got = f"{v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else describe(v)
+                self.error(d.span, f"the size of {what} must be a whole number, got {got}",
+                           "sizes are numbers, or dim(x) for the size of a vector")
             if v <= 0:
                 self.error(d.span, f"the size of {what} must be positive, got {int(v)}")
             out.append(int(v))
@@ -324,44 +379,58 @@ class Elaborator:
         return self.unique_scope(f"{outer}.{what}" if outer else what)
 
     def eval_init(self, scope, expr, default: InitSpec) -> InitSpec:
+        """An initializer: a number, a name (`glorot`) or a call (`normal(0, 0.1)`)."""
         if expr is None:
             return default
-        v = self.eval(scope, expr) if not isinstance(expr, A.Call) else None
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return InitSpec("zeros") if v == 0 else InitSpec("const", (float(v),))
-        name = expr.func if isinstance(expr, A.Call) else (v.name if isinstance(v, Ref) else None)
+        if isinstance(expr, A.Call):
+            name, where = expr.func, expr.func_span
+        elif isinstance(expr, A.Name) and not self.bound(scope, expr.id):
+            name, where = expr.id, expr.span
+        else:
+            v = self.eval(scope, expr)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                if not math.isfinite(v):
+                    self.error(expr.span, f"a constant initializer must be a finite number, got {v}")
+                return InitSpec("zeros") if v == 0 else InitSpec("const", (float(v),))
+            name, where = (v.name if isinstance(v, Ref) else None), expr.span
         if name not in INIT_NAMES:
-            shown = name if name is not None else "this expression"
-            self.error(expr.func_span if isinstance(expr, A.Call) else expr.span,
-                       f"unknown initializer '{shown}'",
+            shown = f"'{name}'" if name is not None else "this expression"
+            self.error(where, f"unknown initializer {shown}",
                        did_you_mean(str(name), INIT_NAMES) or "one of: " + ", ".join(INIT_NAMES) + ", or a number")
         want = INIT_NAMES[name]
-        args: List[float] = []
+        names = [k for k, _ in want]
+        given: Dict[str, float] = {}
         if isinstance(expr, A.Call):
-            if len(expr.args) + len(expr.kwargs) > len(want):
-                self.error(expr.span, f"initializer '{name}' takes {len(want)} argument(s): "
-                           + ", ".join(k for k, _ in want) if want else f"initializer '{name}' takes no arguments")
-            given = {k: self.number(scope, a) for (k, _), a in zip(want, expr.args)}
+            if len(expr.args) > len(want):
+                self.error(expr.args[len(want)].span,
+                           f"initializer '{name}' takes {len(want)} argument{'s' if len(want) != 1 else ''}"
+                           + (f" ({', '.join(names)})" if want else "") + f", got {len(expr.args)}")
+            given = {k: self.number(scope, a) for k, a in zip(names, expr.args)}
             for kw in expr.kwargs:
-                if kw.name not in dict(want):
+                if kw.name not in names:
                     self.error(kw.span, f"unknown argument '{kw.name}' of initializer '{name}'",
-                               did_you_mean(kw.name, dict(want)) or "allowed: " + ", ".join(dict(want)))
+                               did_you_mean(kw.name, names) or ("allowed: " + ", ".join(names) if names
+                                                                 else f"'{name}' takes no arguments"))
+                if kw.name in given:
+                    self.error(kw.span, f"argument '{kw.name}' of initializer '{name}' is given twice")
                 given[kw.name] = self.number(scope, kw.value)
-            for k, dflt in want:
-                if k not in given and dflt is None:
-                    self.error(expr.span, f"initializer '{name}' needs '{k}'")
-                args.append(float(given.get(k, dflt)))
-        else:
-            args = [float(d) for _, d in want]
-            if any(d is None for _, d in want):
-                self.error(expr.span, f"initializer '{name}' needs arguments: "
-                           + ", ".join(k for k, _ in want), f"write e.g. `{name}(0, 0.1)`")
-        return InitSpec(name, tuple(args))
+        missing = [k for k, d in want if k not in given and d is None]
+        if missing:
+            self.error(expr.span, f"initializer '{name}' needs {' and '.join(repr(k) for k in missing)}",
+                       f"write e.g. `{INIT_EXAMPLES[name]}`")
+        args = tuple(float(given.get(k, d)) for k, d in want)
+        if not all(math.isfinite(a) for a in args):
+            self.error(expr.span, f"the arguments of initializer '{name}' must be finite numbers")
+        if name == "normal" and args[1] <= 0:
+            self.error(expr.span, f"the standard deviation of normal must be positive, got {args[1]:g}")
+        if name == "uniform" and not args[0] < args[1]:
+            self.error(expr.span, f"uniform(low, high) needs low < high, got {args[0]:g} and {args[1]:g}")
+        return InitSpec(name, args)
 
     def number(self, scope, expr) -> float:
         v = self.eval(scope, expr)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            self.error(expr.span, "expected a number here")
+            self.error(expr.span, f"expected a number here, got {describe(v)}")
         return v
 
     # ---------------------------------------------------------- expressions
@@ -378,7 +447,7 @@ class Elaborator:
             v = self.eval(scope, e.operand)
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 return -v
-            return Tensor(self.G.add("neg", [self.tensor(v, e.operand)], span=e.span))
+            return Tensor(self.G.add("neg", [self.float_tensor(self.tensor(v, e.operand), e.operand)], span=e.span))
         if isinstance(e, A.BinOp):
             return self.binop(scope, e)
         if isinstance(e, A.Call):
@@ -391,19 +460,39 @@ class Elaborator:
             return v.node
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             return self.G.const(float(v))
-        what = {Ref: lambda r: f"'{r.name}'", list: lambda r: "a list"}.get(type(v), lambda r: repr(r))(v)
-        self.error(expr.span, f"expected a tensor or a number, got {what}")
+        hint = None
+        if isinstance(v, Ref) and (v.name in self.builtins or v.name in self.layers):
+            hint = f"'{v.name}' is a function: call it, e.g. {v.name}(x)"
+        elif isinstance(v, Ref) and v.name in ("weights", "params"):
+            hint = f"'{v.name}' stands for a set of params: use it inside l2(...) or l1(...)"
+        self.error(expr.span, f"expected a tensor or a number, got {describe(v)}", hint)
+
+    def float_tensor(self, node: int, expr) -> int:
+        """`node`, which must hold real numbers: class labels only go to cross_entropy and onehot."""
+        if self.G.node(node)["dtype"] == "int":
+            name = f"'{expr.id}'" if isinstance(expr, A.Name) else "this value"
+            self.error(expr.span, f"{name} holds class labels (whole numbers 0..C-1), not real values",
+                       "compute with onehot(y), or give the labels to cross_entropy")
+        return node
 
     def binop(self, scope, e: A.BinOp):
         a, b = self.eval(scope, e.left), self.eval(scope, e.right)
         num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
         if num(a) and num(b):
+            if e.op == "@":
+                self.error(e.span, "'@' multiplies matrices and vectors, not numbers", "use '*' for numbers")
             try:
-                return {"+": a + b, "-": a - b, "*": a * b}[e.op] if e.op in "+-*" else \
-                    (a / b if e.op == "/" else a ** b if e.op == "**" else self.error(e.span, "'@' needs tensors"))
-            except (ZeroDivisionError, OverflowError) as exc:
-                self.error(e.span, f"arithmetic on constants failed: {exc}")
-        x, y = self.tensor(a, e.left), self.tensor(b, e.right)
+                r = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b,
+                     "**": lambda: a ** b}[e.op]()
+            except ZeroDivisionError:
+                self.error(e.span, "division by zero")
+            except (OverflowError, ValueError):
+                r = math.inf
+            if not isinstance(r, (int, float)) or not math.isfinite(r):
+                show = lambda v: f"({v:g})" if v < 0 else f"{v:g}"
+                self.error(e.span, f"{show(a)} {e.op} {show(b)} is not a finite real number")
+            return r
+        x, y = self.float_tensor(self.tensor(a, e.left), e.left), self.float_tensor(self.tensor(b, e.right), e.right)
         if e.op == "@":
             return Tensor(self.matmul(x, y, e))
         op = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow"}[e.op]
@@ -440,10 +529,10 @@ class Elaborator:
 
         def bad(msg=None):
             self.error(e.span, msg or f"shapes {fmt_shape(sx)} and {fmt_shape(sy)} do not fit for '@'",
-                       f"'A @ B' needs the last size of A ({px[-1] if px else '-'}) to equal the first size "
-                       f"of B ({py[0] if py else '-'})")
+                       f"'A @ B' needs the last size of A ({px[-1]}) to equal the first size of B ({py[0]})"
+                       if msg is None else None)
         if not px or not py:
-            bad("'@' needs vectors or matrices; use '*' to scale by a scalar")
+            bad(f"'@' needs vectors or matrices, got {fmt_shape(sx)} and {fmt_shape(sy)}; use '*' to scale by a number")
         if px[-1] != py[0]:
             bad()
         if bx and by:
@@ -476,6 +565,13 @@ class Elaborator:
 
     # ---------------------------------------------------------- calls
     def call(self, scope, e: A.Call):
+        if self.bound(scope, e.func):
+            # a name that holds a function: `act(h)` in a layer called with act=relu
+            v = self.lookup(scope, e.func, e.func_span)
+            if not (isinstance(v, Ref) and (v.name in self.builtins or v.name in self.layers)):
+                self.error(e.func_span, f"'{e.func}' is not a function: it holds {describe(v)}",
+                           "only a name given a built-in or a layer (e.g. act=relu) can be called")
+            e = dataclasses.replace(e, func=v.name)
         if e.func in self.layers:
             return self.expand_layer(scope, e)
         spec = self.builtins.get(e.func)
@@ -486,53 +582,82 @@ class Elaborator:
         return spec.fn(Call(self, scope, e, args))
 
     def expand_layer(self, scope, e: A.Call):
+        """The layer's body, evaluated in a scope of its own with the call's arguments: each
+        call site gets its own params, named after the definition the call appears in."""
         ld = self.layers[e.func]
         if e.func in self.layer_stack:
             chain = " -> ".join(self.layer_stack + [e.func])
             self.error(e.func_span, f"layer '{e.func}' calls itself ({chain})", "layers may not be recursive")
         sig = [(p.name, p.default if p.default is not None else REQUIRED) for p in ld.params]
+        defaults = {p.name: p.default for p in ld.params}
         args = bind(self, e, sig, f"layer '{ld.name}'")
-        prefix = self.call_prefix(ld.name)
-        inner = Scope(prefix, parent=None)
-        inner.parent = Scope("", parent=None)          # layer bodies see their arguments and layers only
+        own = Scope("")                 # where defaults are evaluated: built-ins and layers only
+        values = {}
         for name, expr in args.items():
-            inner.values[name] = self.eval(scope, expr) if not isinstance(expr, _Given) else expr.value
-        for st in ld.body:
-            self.define(inner, st)
+            if isinstance(expr, _Given):
+                values[name] = expr.value
+            else:
+                values[name] = self.eval(own if expr is defaults[name] else scope, expr)
+        prefix = self.call_prefix(ld.name)
+        inner = Scope(prefix)           # layer bodies see their arguments and layers only
+        inner.values.update(values)
         self.layer_stack.append(e.func)
+        self.call_sites.append((e.func, e.func_span))
         self.call_scope.append(prefix)
         try:
+            for st in ld.body:
+                if st.name in values:
+                    self.error(st.name_span, f"'{st.name}' is an argument of layer '{ld.name}' and cannot be "
+                               "defined again in it", "choose a new name")
+                self.define(inner, st)
             for st in ld.body:
                 self.lookup(inner, st.name, st.name_span)
             return self.eval(inner, ld.ret)
         finally:
             self.call_scope.pop()
+            self.call_sites.pop()
             self.layer_stack.pop()
 
     # ---------------------------------------------------------- losses, output, optimizer, train
-    def eval_losses(self, top: Scope) -> List[LossInfo]:
+    def eval_losses(self, top: Scope, late) -> List[LossInfo]:
         decls = self.program.of_type(A.LossDecl)
         # terms over `weights`/`params` see every param, so they come after the others
-        uses_all = lambda d: any(isinstance(n, A.Name) and n.id in ("weights", "params") for n in walk(d.value))
-        ordered = [d for d in decls if not uses_all(d)] + [d for d in decls if uses_all(d)]
+        first = [k for k, d in enumerate(decls) if not uses_all_params(d.value)]
+        ordered = first + [None] + [k for k, d in enumerate(decls) if uses_all_params(d.value)]
+        names = [d.name or ("loss" if len(decls) == 1 else f"loss{k}") for k, d in enumerate(decls)]
+        for k, d in enumerate(decls):
+            if names[k] == "loss" and len(decls) > 1:
+                self.diag.error(d.span, "with several terms, 'loss' names their total, not one term",
+                                "give this term another name")
+                names[k] = f"loss{k}"
+            elif names[k] in names[:k]:
+                self.diag.error(d.span, f"two loss terms are named '{names[k]}' "
+                                f"(the first at line {decls[names.index(names[k])].span.line})",
+                                "give each term its own name: `loss NAME = ...`")
         out: Dict[int, LossInfo] = {}
-        seen: Dict[str, A.LossDecl] = {}
-        for k, d in enumerate(ordered):
-            name = d.name or ("loss" if len(decls) == 1 else f"loss{decls.index(d)}")
-            if name in seen:
-                self.diag.error(d.span, f"two loss terms are named '{name}'", "give each term its own name")
+        for k in ordered:
+            if k is None:           # the other terms are made: now the definitions over all params
+                for st in late:
+                    self.try_eval_name(top, st.name)
                 continue
-            seen[name] = d
+            d, name = decls[k], names[k]
+            if name in names[:k]:
+                continue
             self.call_scope.append(name)
             try:
                 v = self.eval(top, d.value)
-                node = self.tensor(v, d.value)
-                out[decls.index(d)] = LossInfo(name, self.batch_mean(node, d), d.span)
+                node = self.float_tensor(self.tensor(v, d.value), d.value)
+                out[k] = LossInfo(name, self.batch_mean(node, d), d.span)
             except Abort:
                 pass
             finally:
                 self.call_scope.pop()
-        return [out[i] for i in sorted(out)]
+        params = {p.node for p in self.params}
+        for k, info in out.items():
+            if not params & (nx.ancestors(self.G.g, info.node) | {info.node}):
+                self.diag.warn(decls[k].span, f"loss '{info.name}' does not depend on any param",
+                               "training cannot change it; did you mean to use the model's prediction?")
+        return [out[k] for k in sorted(out)]
 
     def batch_mean(self, node: int, d) -> int:
         s = self.G.shape(node)
@@ -555,15 +680,20 @@ class Elaborator:
             try:
                 v = self.lookup(top, d.name, d.name_span)
                 node = self.tensor(v, A.Name(d.name, d.name_span))
-                if not is_batched(self.G.shape(node)):
+                before = nx.ancestors(self.G.g, node) | {node}
+                if self.input is None or self.input[2] not in before:
                     self.error(d.name_span, f"output '{d.name}' does not depend on the input")
+                if self.target is not None and self.target.node in before:
+                    self.error(d.name_span, f"output '{d.name}' depends on the target '{self.target.name}'",
+                               "predict has no target: output a value computed from the input alone")
                 return node, d.name
             except Abort:
                 return None, d.name
-        if self.predictions:
-            node = self.predictions[0]
-            name = next((n for n, v in top.values.items() if isinstance(v, Tensor) and v.node == node), "output")
-            return node, name
+        for node in self.predictions:      # the first prediction that predict can compute
+            before = nx.ancestors(self.G.g, node)
+            if self.input[2] in before and (self.target is None or self.target.node not in before):
+                name = next((n for n, v in top.values.items() if isinstance(v, Tensor) and v.node == node), "output")
+                return node, name
         return None, ""
 
     def eval_optimizer(self):
@@ -630,14 +760,18 @@ class Elaborator:
             out[it.key] = (vals[0] if len(vals) == 1 and it.key not in ("split", "metrics") else vals, it.span)
         return out
 
-    def check_unused(self, top: Scope):
-        used = set()
-        for n, d in self.G.g.nodes(data=True):
-            if self.G.g.out_degree(n):
-                used.add(n)
+    def check_unused(self, losses: List[LossInfo], output: Optional[int]):
+        """Warns of params that nothing uses, or whose uses reach no loss and not the output."""
+        roots = [l.node for l in losses] + ([output] if output is not None else [])
+        reach = set(roots)
+        for r in roots:
+            reach |= nx.ancestors(self.G.g, r)
         for p in self.params:
-            if p.node not in used:
+            if not self.G.g.out_degree(p.node):
                 self.diag.warn(p.span, f"param '{p.name}' is never used")
+            elif p.node not in reach and not self.diag.errors:
+                self.diag.warn(p.span, f"param '{p.name}' reaches no loss and not the output",
+                               "it is never trained; remove what computes with it")
 
 
 # ------------------------------------------------------------------ built-in calls
@@ -675,18 +809,25 @@ class Call:
             return self.el.eval(self.scope, a)
         return a             # a Python default
 
-    def tensor(self, name) -> int:
+    def tensor(self, name, labels: bool = False) -> int:
+        """Argument `name` as a graph node; class labels only where `labels` allows them."""
         v = self.value(name)
         if isinstance(v, Tensor):
+            if not labels:
+                a = self.args[name]
+                self.el.float_tensor(v.node, a if hasattr(a, "span") else self.expr)
             return v.node
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             return self.G.const(float(v))
-        self.el.error(self.span_of(name), f"argument '{name}' of {self.expr.func} must be a tensor")
+        hint = f"'{v.name}' is a function: call it" if isinstance(v, Ref) and v.name in self.el.builtins else None
+        self.el.error(self.span_of(name), f"argument '{name}' of {self.expr.func} must be a tensor, "
+                      f"got {describe(v)}", hint)
 
     def number(self, name) -> float:
         v = self.value(name)
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            self.el.error(self.span_of(name), f"argument '{name}' of {self.expr.func} must be a number")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            self.el.error(self.span_of(name), f"argument '{name}' of {self.expr.func} must be a finite number, "
+                          f"got {describe(v)}")
         return v
 
     def error(self, msg, hint=None, arg=None):
@@ -723,6 +864,11 @@ def bind(el: Elaborator, e: A.Call, signature, what: str) -> Dict[str, Any]:
     return out
 
 
+def uses_all_params(e) -> bool:
+    """Whether an expression names `weights` or `params` (and must see every param)."""
+    return any(isinstance(n, A.Name) and n.id in ("weights", "params") for n in walk(e))
+
+
 def walk(e):
     yield e
     for child in getattr(e, "args", ()) or ():
@@ -743,6 +889,22 @@ INIT_NAMES: Dict[str, List[Tuple[str, Optional[float]]]] = {
     "uniform": [("low", None), ("high", None)],
     "glorot": [], "glorot_normal": [], "he": [], "he_normal": [],
 }
+INIT_EXAMPLES = {"normal": "normal(0, 0.1)", "uniform": "uniform(-0.1, 0.1)"}
+
+
+def describe(v) -> str:
+    """A value as the user would name it, for messages."""
+    if isinstance(v, Tensor):
+        return "a tensor"
+    if isinstance(v, Ref):
+        return f"'{v.name}'"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, str):
+        return f"the string {v!r}"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return repr(v)
 
 TRAIN_KEYS = ["data", "split", "batch", "epochs", "shuffle", "seed", "metrics", "stop", "lr_scale",
               "standardize", "device"]

@@ -43,6 +43,9 @@ class Op:
     dtype: str = "float"
     elementwise: bool = False
     doc: str = ""
+    # scalar(ctx, ins, attrs) -> str: the op on scalar operands, for fused loops (elementwise
+    # ops only); None: the op is not fused, its `cpu` array expression is used instead
+    scalar: Optional[Callable] = None
 
 
 REGISTRY: Dict[str, Op] = {}
@@ -148,13 +151,14 @@ class CpuCtx:
 
 # ======================================================================= elementwise binary
 def _binop(name, sym, ref, fa, fb, doc, domains=None, cpu=None):
+    cpu = cpu or (lambda ctx, ins, attrs: f"({ins[0]} {sym} {ins[1]})")
     register(Op(
         name=name, arity=2, shape=lambda s, a: broadcast_shape(s), ref=ref,
         vjp=_binary_vjp(fa, fb),
-        cpu=cpu or (lambda ctx, ins, attrs: f"({ins[0]} {sym} {ins[1]})"),
+        cpu=cpu,
         cases=[Case([(B, 3), (B, 3)], domains=domains), Case([(B, 4), (4,)], domains=domains),
                Case([(B, 2, 3), ()], domains=domains), Case([(B, 1), (B, 3)], domains=domains)],
-        elementwise=True, doc=doc))
+        elementwise=True, doc=doc, scalar=cpu))
 
 
 _binop("add", "+", np.add, lambda G, a, b, n, g: g, lambda G, a, b, n, g: g, "a + b")
@@ -205,23 +209,26 @@ def _select_vjp(first_wins):
 register(Op("maximum", 2, lambda s, a: broadcast_shape(s), np.maximum, _binary_vjp(*_select_vjp(True)),
             lambda ctx, ins, attrs: f"np.maximum({ins[0]}, {ins[1]})",
             [Case([(B, 3), (B, 3)], domains=["away0", "real"]), Case([(B, 4), ()], domains=["away0", "real"])],
-            elementwise=True, doc="elementwise max"))
+            elementwise=True, doc="elementwise max",
+            scalar=lambda ctx, ins, attrs: f"max({ins[0]}, {ins[1]})"))
 register(Op("minimum", 2, lambda s, a: broadcast_shape(s), np.minimum, _binary_vjp(*_select_vjp(False)),
             lambda ctx, ins, attrs: f"np.minimum({ins[0]}, {ins[1]})",
             [Case([(B, 3), (B, 3)], domains=["away0", "real"]), Case([(B, 4), ()], domains=["away0", "real"])],
-            elementwise=True, doc="elementwise min"))
+            elementwise=True, doc="elementwise min",
+            scalar=lambda ctx, ins, attrs: f"min({ins[0]}, {ins[1]})"))
 register(Op("greater", 2, lambda s, a: broadcast_shape(s),
             lambda a, b: (a > b).astype(np.result_type(a, b, np.float32)), None,
             lambda ctx, ins, attrs: f"np.where({ins[0]} > {ins[1]}, {ctx.const(1.0)}, {ctx.const(0.0)})",
             [Case([(B, 3), (B, 3)]), Case([(B, 3), ()])], elementwise=True,
-            doc="1.0 where a > b else 0.0 (not differentiable: a mask)"))
+            doc="1.0 where a > b else 0.0 (not differentiable: a mask)",
+            scalar=lambda ctx, ins, attrs: f"({ctx.const(1.0)} if {ins[0]} > {ins[1]} else {ctx.const(0.0)})"))
 
 
 # ======================================================================= elementwise unary
 def _unop(name, ref, cpu, f, doc, domain="real"):
     register(Op(name, 1, _same, ref, _unary_vjp(f) if f else None, cpu,
                 [Case([(B, 5)], domains=[domain]), Case([(3, 2)], domains=[domain]), Case([()], domains=[domain])],
-                elementwise=True, doc=doc))
+                elementwise=True, doc=doc, scalar=cpu))
 
 
 _unop("neg", np.negative, lambda c, i, a: f"(-{i[0]})", lambda G, a, n, g: G.add("neg", [g]), "-a")
@@ -282,6 +289,27 @@ register(Op("softmax", 1, _last_axis, _softmax_ref, _softmax_vjp,
             lambda c, i, a: f"K.softmax({i[0]})", _sm_cases, doc="softmax over the last axis"))
 register(Op("log_softmax", 1, _last_axis, _log_softmax_ref, _log_softmax_vjp,
             lambda c, i, a: f"K.log_softmax({i[0]})", _sm_cases, doc="log of softmax, computed stably"))
+
+
+def _trailing_reduced(shapes, attrs):
+    s, axes = shapes[0], tuple(attrs["axes"])
+    if not axes or axes != tuple(range(len(s) - len(axes), len(s))) or (is_batched(s) and 0 in axes):
+        raise ShapeError(f"logsumexp reduces the trailing per-sample axes, not {axes} of {fmt_shape(s)}")
+    return tuple(s[:len(s) - len(axes)])
+
+
+def _logsumexp_vjp(G, n, g):
+    # g * softmax(x): exp(x - lse), broadcast back over the reduced axes; finite for any x
+    (x,) = G.inputs(n)
+    axes = G.attrs(n)["axes"]
+    lse = G.add("expand", [n, x], {"axes": axes})
+    return [G.add("mul", [G.add("expand", [g, x], {"axes": axes}), G.add("exp", [G.add("sub", [x, lse])])])]
+
+
+register(Op("logsumexp", 1, _trailing_reduced, lambda x, axes: special.logsumexp(x, axis=tuple(axes)),
+            _logsumexp_vjp, lambda c, i, a: f"K.logsumexp({i[0]}, {len(a['axes'])})",
+            [Case([(B, 4)], {"axes": (1,)}), Case([(B, 2, 3)], {"axes": (1, 2)}), Case([(5,)], {"axes": (0,)})],
+            doc="log(sum(exp(x))) over the trailing `axes`, max-shifted so it never overflows"))
 
 
 # ======================================================================= reductions and shape ops
@@ -450,3 +478,137 @@ def _onehot_cpu(ctx, ins, attrs):
 register(Op("onehot", 1, _onehot_shape, _onehot_ref, None, _onehot_cpu,
             [Case([(B,)], {"classes": 4}, domains=["int:4"])],
             doc="one-hot rows of zero-indexed class labels (not differentiable)"))
+
+
+# ======================================================================= erf, max/min reductions, concat
+# The error function, for the exact gelu: x * (1 + erf(x / sqrt 2)) / 2 (PyTorch's default).
+_unop("erf", special.erf, lambda c, i, a: f"K.erf({i[0]})",
+      lambda G, a, n, g: _mul(G, g, G.const(2.0 / np.sqrt(np.pi)), G.add("exp", [G.add("neg", [G.add("mul", [a, a])])])),
+      "the error function, 2/sqrt(pi) * integral of exp(-t^2) from 0 to a")
+
+
+def _extreme_vjp(is_max):
+    """max/min over `axes`: the gradient goes to the selected elements, split evenly between
+    ties (as torch.amax/amin)."""
+    def vjp(G, n, g):
+        (a,) = G.inputs(n)
+        axes = G.attrs(n)["axes"]
+        m = G.add("expand", [n, a], {"axes": axes})
+        beaten = G.add("greater", [m, a] if is_max else [a, m])      # 1 where a is not the extreme
+        mask = G.add("sub", [G.const(1.0), beaten])
+        share = G.add("div", [g, G.add("reduce_sum", [mask], {"axes": axes})])     # g / number of ties
+        return [G.add("mul", [G.add("expand", [share, a], {"axes": axes}), mask])]
+    return vjp
+
+
+def _extreme_cpu(kernel, whole):
+    """The kept axes first, the reduced ones flattened into rows, then one pass per row."""
+    def cpu(ctx, ins, attrs):
+        s = ctx.in_shape(0)
+        axes = sorted(attrs["axes"])
+        if len(axes) == len(s):
+            return f"{whole}({ins[0]})"
+        kept = [i for i in range(len(s)) if i not in axes]
+        perm = tuple(kept + axes)
+        x = ins[0] if perm == tuple(range(len(s))) else f"np.transpose({ins[0]}, {perm})"
+        if B in [s[a] for a in axes]:
+            rows = f"({int(np.prod([s[i] for i in kept]))}, -1)"
+        else:
+            rows = f"(-1, {int(np.prod([s[a] for a in axes]))})"
+        out = ctx.shape_expr(tuple(s[i] for i in kept), ins[0])
+        return f"K.{kernel}(np.ascontiguousarray({x}).reshape({rows})).reshape({out})"
+    return cpu
+
+
+_ext_cases = [Case([(B, 4)], {"axes": (1,)}), Case([(B, 4)], {"axes": (0,)}), Case([(B, 2, 3)], {"axes": (1, 2)}),
+              Case([(3, 2)], {"axes": (0, 1)}), Case([(2, 3, 4)], {"axes": (0, 2)})]
+register(Op("reduce_max", 1, _reduced, lambda x, axes: np.max(x, axis=tuple(axes)), _extreme_vjp(True),
+            _extreme_cpu("rowmax", "np.max"), _ext_cases, doc="maximum over `axes` (dropped)"))
+register(Op("reduce_min", 1, _reduced, lambda x, axes: np.min(x, axis=tuple(axes)), _extreme_vjp(False),
+            _extreme_cpu("rowmin", "np.min"), _ext_cases, doc="minimum over `axes` (dropped)"))
+
+
+def _index(axis: int, start: int, stop: int) -> str:
+    return "[" + ":, " * axis + f"{start}:{stop}]"
+
+
+def _concat_shape(shapes, attrs):
+    ax = attrs["axis"]
+    first = shapes[0]
+    if not 0 <= ax < len(first) or first[ax] == B:
+        raise ShapeError(f"cannot concatenate along axis {ax} of {fmt_shape(first)}")
+    for s in shapes[1:]:
+        if len(s) != len(first) or any(a != b for i, (a, b) in enumerate(zip(s, first)) if i != ax):
+            raise ShapeError(f"cannot concatenate {fmt_shape(first)} and {fmt_shape(s)} along axis {ax}")
+    return tuple(first[:ax]) + (sum(s[ax] for s in shapes),) + tuple(first[ax + 1:])
+
+
+def _concat_vjp(G, n, g):
+    ax = G.attrs(n)["axis"]
+    out, start = [], 0
+    for a in G.inputs(n):
+        size = G.shape(a)[ax]
+        out.append(G.add("slice", [g], {"axis": ax, "start": start, "stop": start + size}))
+        start += size
+    return out
+
+
+register(Op("concat", None, _concat_shape, lambda *xs, axis: np.concatenate(xs, axis=axis), _concat_vjp,
+            lambda c, i, a: f"np.concatenate(({', '.join(i)},), axis={a['axis']})",
+            [Case([(B, 2), (B, 3)], {"axis": 1}), Case([(B, 2), (B, 3), (B, 1)], {"axis": 1}),
+             Case([(2, 3), (4, 3)], {"axis": 0}), Case([(B, 2, 2), (B, 2, 1)], {"axis": 2})],
+            doc="operands joined along `axis` (all other sizes equal)"))
+
+
+def _slice_shape(shapes, attrs):
+    s, ax, start, stop = shapes[0], attrs["axis"], attrs["start"], attrs["stop"]
+    if not 0 <= ax < len(s) or s[ax] == B or not 0 <= start < stop <= s[ax]:
+        raise ShapeError(f"cannot take {start}:{stop} of axis {ax} of {fmt_shape(s)}")
+    return tuple(s[:ax]) + (stop - start,) + tuple(s[ax + 1:])
+
+
+def _slice_vjp(G, n, g):
+    (a,) = G.inputs(n)
+    at = G.attrs(n)
+    return [G.add("pad", [g], {"axis": at["axis"], "before": at["start"],
+                               "after": G.shape(a)[at["axis"]] - at["stop"]})]
+
+
+register(Op("slice", 1, _slice_shape,
+            lambda x, axis, start, stop: x[(slice(None),) * axis + (slice(start, stop),)].copy(), _slice_vjp,
+            lambda c, i, a: f"np.ascontiguousarray({i[0]}{_index(a['axis'], a['start'], a['stop'])})",
+            [Case([(B, 5)], {"axis": 1, "start": 1, "stop": 4}), Case([(4, 3)], {"axis": 0, "start": 0, "stop": 2})],
+            doc="elements start:stop along `axis` (the adjoint of concat)"))
+
+
+def _pad_shape(shapes, attrs):
+    s, ax = shapes[0], attrs["axis"]
+    if not 0 <= ax < len(s) or s[ax] == B or attrs["before"] < 0 or attrs["after"] < 0:
+        raise ShapeError(f"cannot pad axis {ax} of {fmt_shape(s)}")
+    return tuple(s[:ax]) + (s[ax] + attrs["before"] + attrs["after"],) + tuple(s[ax + 1:])
+
+
+def _pad_ref(x, axis, before, after):
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (before, after)
+    return np.pad(x, widths)
+
+
+def _pad_cpu(ctx, ins, attrs):
+    s, ax = ctx.in_shape(0), attrs["axis"]
+    parts = []
+    for width in (attrs["before"], None, attrs["after"]):
+        if width is None:
+            parts.append(ins[0])
+        elif width:
+            zeros = ctx.shape_expr(tuple(s[:ax]) + (width,) + tuple(s[ax + 1:]), ins[0])
+            parts.append(f"np.zeros({zeros}, {ctx.DT})")
+    return parts[0] if len(parts) == 1 else f"np.concatenate(({', '.join(parts)},), axis={ax})"
+
+
+register(Op("pad", 1, _pad_shape, _pad_ref,
+            lambda G, n, g: [G.add("slice", [g], {"axis": G.attrs(n)["axis"], "start": G.attrs(n)["before"],
+                                                  "stop": G.attrs(n)["before"] + G.shape(G.inputs(n)[0])[G.attrs(n)["axis"]]})],
+            _pad_cpu,
+            [Case([(B, 2)], {"axis": 1, "before": 1, "after": 2}), Case([(2, 3)], {"axis": 0, "before": 0, "after": 1})],
+            doc="zeros added before and after along `axis` (the adjoint of slice)"))

@@ -1,8 +1,11 @@
-"""Graph -> graph rewrites, each a named function in one ordered list, each switchable off.
+"""Graph -> graph rewrites, each a named function in one ordered list (PASSES), each
+switchable off (`--no-pass NAME`), each leaving a graph that `ir.verify` accepts.
 
-Two lists: FORWARD passes run on the forward graph before differentiation (so that the
-gradient is taken of the stabilized form), GRAPH passes on the whole train graph after it.
-Every pass mutates the Graph it is given and returns the number of rewrites that fired.
+Every pass mutates the Graph it is given and returns the number of rewrites that fired. A
+pass belongs to a phase: "forward" passes run on the forward graph before differentiation
+(so the gradient is taken of the stabilized form), "train" passes on the whole train graph
+(forward, backward, update), "entry" passes on the graph of each entry point (train_step,
+evaluate, predict) -- the last two, fuse and memplan, annotate the graph for code generation.
 """
 from __future__ import annotations
 
@@ -21,8 +24,9 @@ def _is_const(G: Graph, n: int, value=None) -> bool:
 def stabilize(G: Graph) -> int:
     """log(softmax(z)) -> log_softmax(z): cross_entropy(softmax(z), y) then has the gradient
     softmax(z) - onehot(y). log(sigmoid(z)) -> -softplus(-z) and log(1 - sigmoid(z)) ->
-    -softplus(z): binary_cross_entropy(sigmoid(z), t) stays finite for any logit. The
-    patterns are on the graph, so it does not matter how the user named or nested them."""
+    -softplus(z): binary_cross_entropy(sigmoid(z), t) stays finite for any logit.
+    log(sum(exp(z))) -> logsumexp(z), max-shifted. The patterns are on the graph, so it does
+    not matter how the user named or nested them (an output, a user layer, a named value)."""
     fired = 0
     for n in G.topo():
         if n not in G.g or G.op(n) != "log":
@@ -37,6 +41,12 @@ def stabilize(G: Graph) -> int:
         elif G.op(a) == "sub" and _is_const(G, G.inputs(a)[0], 1.0) and G.op(G.inputs(a)[1]) == "sigmoid":
             (z,) = G.inputs(G.inputs(a)[1])
             new = G.add("neg", [G.add("softplus", [z])], span=G.node(n)["span"])
+        elif G.op(a) == "reduce_sum" and G.op(G.inputs(a)[0]) == "exp":
+            (z,) = G.inputs(G.inputs(a)[0])
+            axes = tuple(sorted(G.attrs(a)["axes"]))
+            s = G.shape(z)
+            if axes == tuple(range(len(s) - len(axes), len(s))) and 0 not in axes:
+                new = G.add("logsumexp", [z], {"axes": axes}, span=G.node(n)["span"])
         if new is not None and G.shape(new) == G.shape(n):
             G.replace_uses(n, new)
             G.g.remove_node(n)
@@ -46,8 +56,22 @@ def stabilize(G: Graph) -> int:
 
 # ------------------------------------------------------------------ simplify
 def simplify(G: Graph) -> int:
-    """x*1, 1*x, x+0, 0+x, x-0, x/1, -(-x) -> x, when the shape does not change."""
+    """x*1, 1*x, x+0, 0+x, x-0, x/1, -(-x) -> x, when the shape does not change; and the
+    gradient mask of relu(a) = max(a, 0) reads relu's output: greater(a, 0) ->
+    greater(max(a, 0), 0) (equal values), so `a` is needed only by relu and fuses into it."""
     fired = 0
+    for n in G.topo():
+        if G.op(n) == "greater" and _is_const(G, G.inputs(n)[1], 0.0):
+            a = G.inputs(n)[0]
+            for u in G.users(a):
+                if (G.op(u) == "maximum" and G.inputs(u)[0] == a and _is_const(G, G.inputs(u)[1], 0.0)
+                        and G.shape(u) == G.shape(a)):
+                    for _, v, k, d in list(G.g.out_edges(a, keys=True, data=True)):
+                        if v == n:
+                            G.g.remove_edge(a, v, k)
+                            G.g.add_edge(u, v, arg=d["arg"])
+                    fired += 1
+                    break
     for n in G.topo():
         if n not in G.g:
             continue
@@ -116,26 +140,38 @@ def cse(G: Graph) -> int:
 
 # ------------------------------------------------------------------ DCE
 def dce(G: Graph) -> int:
-    """Drop every compute/const node that no output needs. Leaves (inputs, params, state) stay."""
-    live = set()
-    for n in G.outputs.values():
-        live.add(n)
-        live |= set(G.topo([n]))
-    dead = [n for n in G.g.nodes if n not in live and G.op(n) not in ("input", "target", "param", "state")]
+    """Drop every node that no output needs, leaves included: the predict graph has no loss,
+    no target and no auxiliary head. (Entry points still take every param as an argument.)"""
+    live = set(G.topo(list(G.outputs.values()))) if G.outputs else set()
+    dead = [n for n in G.g.nodes if n not in live]
     G.g.remove_nodes_from(dead)
     return len(dead)
 
 
-FORWARD: List[Tuple[str, Pass]] = [
-    ("stabilize", stabilize),
+def _fuse(G: Graph) -> int:
+    from .fuse import fuse_elementwise
+    return fuse_elementwise(G)
+
+
+def _memplan(G: Graph) -> int:
+    from .memplan import plan_memory
+    return plan_memory(G)
+
+
+# The pipeline, in order: (name, phase, pass). One line each.
+PASSES: List[Tuple[str, str, Pass]] = [
+    ("stabilize", "forward", stabilize),            # log-softmax, softplus, log-sum-exp forms
+    ("simplify", "train", simplify),                # algebraic identities, relu mask from relu
+    ("fold_constants", "train", fold_constants),    # scalar constant expressions -> constants
+    ("cse", "train", cse),                          # one node per distinct computation
+    ("dce", "entry", dce),                          # each entry point keeps what its outputs need
+    ("fuse", "entry", _fuse),                       # elementwise groups -> one loop each
+    ("memplan", "entry", _memplan),                 # arena slots, reused; no allocation per step
 ]
-GRAPH: List[Tuple[str, Pass]] = [
-    ("simplify", simplify),
-    ("fold_constants", fold_constants),
-    ("cse", cse),
-    ("dce", dce),
-]
-PASS_NAMES = [name for name, _ in FORWARD + GRAPH]
+PASS_NAMES = [name for name, _, _ in PASSES]
+FORWARD = [(n, f) for n, ph, f in PASSES if ph == "forward"]
+GRAPH = [(n, f) for n, ph, f in PASSES if ph == "train"]
+ENTRY = [(n, f) for n, ph, f in PASSES if ph == "entry"]
 
 
 def run(G: Graph, passes: List[Tuple[str, Pass]], disabled=(), verify: bool = False) -> Dict[str, int]:

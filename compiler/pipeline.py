@@ -32,7 +32,7 @@ class Artifact:
     """A compiled model: what the runtime needs, and each stage for inspection."""
     model: ModelIR
     forward: Graph                      # the forward graph after the forward passes
-    graph: Graph                        # forward + backward + update, optimized
+    graph: Graph                        # forward + backward + update, after the train passes
     dtype: str
     states: List[StateInfo]
     source: str
@@ -40,23 +40,101 @@ class Artifact:
     loss_names: List[str]
     pass_report: Dict[str, int]
     timings: Dict[str, float] = field(default_factory=dict)
+    entries: Dict[str, Graph] = field(default_factory=dict)     # entry point -> its graph
+    threads: Dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self._calls = {name: _caller(self, name) for name in self.entries}
+
+    def _call(self, name: str, args: tuple):
+        """First call of an entry point: Numba compiles it (or loads it from its cache) -- time
+        that -- then the fast caller replaces the method on this instance."""
+        t0 = time.perf_counter()
+        r = self._calls[name](*args)
+        self.timings[f"jit {name} (first call)"] = time.perf_counter() - t0
+        setattr(self, name, self._calls[name])
+        return r
 
     # The runtime's contract: these three signatures stay fixed whatever the backend generates.
     def train_step(self, x, y, lr, step, params: list, states: list, losses):
         """One step: forward, backward and the optimizer's update of `params` and `states` in
         place; the loss terms (before the update) go to `losses`; returns the output batch."""
-        return self.module.train_step(x, y, lr, step, *params, *states, losses)
+        return self._call("train_step", (x, y, lr, step, params, states, losses))
 
     def evaluate(self, x, y, params: list, losses):
         """Loss terms into `losses`; returns the output batch."""
-        return self.module.evaluate(x, y, *params, losses)
+        return self._call("evaluate", (x, y, params, losses))
 
     def predict(self, x, params: list):
-        return self.module.predict(x, *params)
+        return self._call("predict", (x, params))
 
     @property
     def has_predict(self) -> bool:
-        return hasattr(self.module, "predict")
+        return "predict" in self.entries
+
+
+ARENAS_KEPT = 4         # arenas kept per entry point (one per recent batch size)
+
+
+def _caller(art: "Artifact", name: str):
+    """A Python function with the signature of the runtime's contract for entry point `name`,
+    calling the generated function with what it takes besides: `losses`, the `out` array of
+    the output and, with a memory plan, the arena of this batch size (allocated once per batch
+    size, reused; an output is a fresh array, since the caller may keep it)."""
+    import numpy as np
+    from .codegen_cpu import is_planned
+    E = art.entries[name]
+    jit = getattr(art.module, name)
+    dt = np.dtype(art.dtype)
+    has_y = art.model.target is not None
+    out_node = E.outputs.get("output")
+    planned = is_planned(E)
+    rest = tuple(E.shape(out_node)[1:]) if out_node is not None else None
+    if planned:
+        _, (a, c) = E.g.graph["memplan"].layout()
+        arena_size = (a, c) if E.g.graph["memplan"].slots else None
+    else:
+        arena_size = None
+    per_batch: Dict[int, tuple] = {}
+
+    def buffers(B):
+        """(extra positional arguments but the out array, out shape) for batch size B."""
+        got = per_batch.get(B)
+        if got is None:
+            if len(per_batch) >= ARENAS_KEPT:
+                per_batch.pop(next(iter(per_batch)))
+            arena = (np.empty(max(arena_size[0] * B + arena_size[1], 1), dt),) if arena_size else ()
+            got = per_batch[B] = (arena, (B,) + rest if rest is not None else None)
+        return got
+
+    def _generic(x, y, rest_args):
+        if not planned:
+            return jit(x, *y, *rest_args)
+        arena, oshape = buffers(x.shape[0])
+        out = (np.empty(oshape, dt),) if oshape is not None else ()
+        jit(x, *y, *rest_args, *out, *arena)
+        return out[0] if out else None
+    if name == "train_step":
+        if planned and has_y and rest is not None and arena_size:
+            def train_step(x, y, lr, step, params, states, losses):       # the usual case, kept lean
+                got = per_batch.get(x.shape[0]) or buffers(x.shape[0])
+                out = np.empty(got[1], dt)
+                jit(x, y, lr, step, *params, *states, losses, out, *got[0])
+                return out
+            return train_step
+
+        def train_step(x, y, lr, step, params, states, losses):
+            return _generic(x, (y,) if has_y else (), (lr, step, *params, *states, losses))
+        return train_step
+    if name == "evaluate":
+        def evaluate(x, y, params, losses):
+            return _generic(x, (y,) if has_y else (), (*params, losses))
+        return evaluate
+
+    def predict(x, params):
+        return _generic(x, (), tuple(params))
+
+    return predict
 
 
 def build_graph(model: ModelIR, disabled=(), verify_each: bool = False):
@@ -75,7 +153,9 @@ def build_graph(model: ModelIR, disabled=(), verify_each: bool = False):
             total = G.add("add", [total, G.outputs[f"loss:{loss.name}"]])
         G.outputs["loss"] = total
         params = [p.node for p in model.params]
+        G.g.graph["backward_from"] = G._next          # node ids from here on: the gradient
         grads = grad(G, total, params)
+        G.g.graph["update_from"] = G._next            # ... and from here on: the update
         name, args, _ = model.optimizer
         for sname, node, pname in add_update(G, name, args, grads):
             states.append(StateInfo(sname, pname, G.attrs(node)["init"]))
@@ -85,28 +165,69 @@ def build_graph(model: ModelIR, disabled=(), verify_each: bool = False):
     return forward, G, states, report
 
 
-def functions(model: ModelIR, G: Graph, states: List[StateInfo]) -> List[Function]:
-    """The entry points: train_step (forward, backward, update), evaluate, predict."""
+ENTRY_POINTS = ("train_step", "evaluate", "predict")
+
+
+def entry_graphs(model: ModelIR, G: Graph, disabled=(), verify_each: bool = False):
+    """One graph per entry point, each keeping only its outputs (train_step: loss terms,
+    output, updates; evaluate: loss terms, output; predict: output), with the entry passes
+    (dce, fuse, memplan) run on it. Returns ({name: graph}, {pass: fired, summed})."""
+    keep = {
+        "train_step": lambda k: k.startswith(("loss:", "update:")) or k == "output",
+        "evaluate": lambda k: k.startswith("loss:") or k == "output",
+        "predict": lambda k: k == "output",
+    }
+    graphs, report = {}, {}
+    for name in ENTRY_POINTS:
+        if name != "predict" and not model.losses:
+            continue
+        if name == "predict" and "output" not in G.outputs:
+            continue
+        E = G.copy()
+        E.g.graph = {"outputs": {k: v for k, v in G.outputs.items() if keep[name](k)}, "entry": name,
+                     **{k: G.g.graph[k] for k in ("backward_from", "update_from") if k in G.g.graph}}
+        for k, v in P.run(E, P.ENTRY, disabled, verify_each).items():
+            report[k] = report.get(k, 0) + v
+        graphs[name] = E
+    return graphs, report
+
+
+def functions(model: ModelIR, G: Graph, states: List[StateInfo], graphs: Optional[Dict[str, Graph]] = None) -> List[Function]:
+    """The entry points: train_step (forward, backward, update), evaluate, predict. Their
+    arguments are the runtime's (x, y, lr, step, params..., states...); the generated code
+    adds `losses`, the `out` array and, with a memory plan, the arena."""
+    from .fuse import entry_roots
+    if graphs is None:       # one graph for all (the CUDA backend): the entry points the model has
+        graphs = {n: G for n in ENTRY_POINTS
+                  if (model.losses if n != "predict" else "output" in G.outputs)}
     leaf = {G.node(n)["name"]: n for n in G.g.nodes if G.op(n) in ("input", "target", "param", "state")}
     x = model.input_node
     params = [p.node for p in model.params]
-    losses = [G.outputs[f"loss:{l.name}"] for l in model.losses]
-    out = [G.outputs["output"]] if "output" in G.outputs else []
     y = [model.target.node] if model.target is not None else []
     fns = []
-    if model.losses:
-        state_nodes = [leaf[s.name] for s in states]
-        assigns = [(leaf[k.split(":", 1)[1]], v) for k, v in G.outputs.items() if k.startswith("update:")]
-        fns.append(Function("train_step", [x] + y + [leaf["lr"], leaf["step"]] + params + state_nodes,
-                            losses=losses, returns=out, assigns=assigns))
-        fns.append(Function("evaluate", [x] + y + params, losses=losses, returns=out))
-    if out:
-        fns.append(Function("predict", [x] + params, returns=out))
+    for name in ENTRY_POINTS:
+        if name not in graphs:
+            continue
+        E = graphs[name]
+        if name == "train_step":
+            args = [x] + y + [leaf["lr"], leaf["step"]] + params + [leaf[s.name] for s in states]
+        elif name == "evaluate":
+            args = [x] + y + params
+        else:
+            args = [x] + params
+        losses = [E.outputs[f"loss:{l.name}"] for l in model.losses] if name != "predict" else []
+        _, returns, assigns = entry_roots(E)
+        fns.append(Function(name, args, losses=losses, returns=returns,
+                            assigns=assigns if name == "train_step" else [], graph=E))
     return fns
 
 
-def compile_program(program: A.Program, dtype: str = "float32", disabled=(), verify_each: bool = False) -> Artifact:
-    """Compile a parsed program; raises NetcError for the user's mistakes."""
+def compile_program(program: A.Program, dtype: str = "float32", disabled=(), verify_each: bool = False,
+                    threads: Optional[int] = None, device: Optional[str] = "cpu") -> Artifact:
+    """Compile a parsed program; raises NetcError for the user's mistakes. Timings of each
+    stage go to Artifact.timings (the Numba compile of an entry point is timed at its first
+    call, which is when it happens)."""
+    from .threads import configure
     assert dtype in DTYPES, dtype
     t = {}
     t0 = time.perf_counter()
@@ -114,13 +235,22 @@ def compile_program(program: A.Program, dtype: str = "float32", disabled=(), ver
     t["elaborate"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     forward, G, states, report = build_graph(model, disabled, verify_each)
-    t["graph"] = time.perf_counter() - t0
+    t["graph+autodiff+passes"] = time.perf_counter() - t0
+    if device != "cpu":      # None: the train block's `device`; CUDA is imported only when asked for
+        from . import backend_cuda
+        if backend_cuda.resolve_device(device, model, program.source) == "cuda":
+            return backend_cuda.compile_cuda(model, forward, G, states, report, dtype, t)
+    t0 = time.perf_counter()
+    graphs, entry_report = entry_graphs(model, G, disabled, verify_each)
+    report.update(entry_report)
+    t["entry passes"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     header = f"model '{model.name}', backend cpu, {dtype}"
-    source = generate(G, functions(model, G, states), dtype, header)
+    source = generate(G, functions(model, G, states, graphs), dtype, header)
     t["codegen"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    module = load_module(source)
-    t["import"] = time.perf_counter() - t0
+    module = load_module(source, "cpu", model.name)
+    t["cache/import"] = time.perf_counter() - t0
+    chosen = configure(threads)
     return Artifact(model, forward, G, dtype, states, source, module,
-                    [l.name for l in model.losses], report, t)
+                    [l.name for l in model.losses], report, t, graphs, chosen)

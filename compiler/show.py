@@ -1,6 +1,8 @@
 """Text renderings of each compiler stage, for `netc show --stage ...`."""
 from __future__ import annotations
 
+from typing import Dict
+
 from netc.dsl import ast as A
 
 from .ir import Graph, fmt_shape
@@ -16,27 +18,74 @@ def graph_text(G: Graph, title: str) -> str:
         shape = "[" + ", ".join(str(x) for x in d["shape"]) + "]"
         where = f"  ; line {d['span'].line}" if d.get("span") is not None and d["span"].line else ""
         a = f" {attrs}" if attrs else ""
-        lines.append(f"%{n:<4d} = {d['op']}({ins}){a} {label} : {shape} {d['dtype']}{where}")
+        grp = f"  group {d['group']}" if d.get("group") is not None else ""
+        lines.append(f"%{n:<4d} = {d['op']}({ins}){a} {label} : {shape} {d['dtype']}{where}{grp}")
     for k, v in G.outputs.items():
         lines.append(f"output {k} = %{v}")
     return "\n".join(lines)
 
 
+def report_text(report: Dict[str, int], disabled=()) -> str:
+    """Which rewrites fired: one line per pass of the pipeline, in order."""
+    from .passes import PASSES
+    what = {"stabilize": "rewrites", "simplify": "rewrites", "fold_constants": "constants folded",
+            "cse": "duplicates removed", "dce": "dead nodes removed (all entry points)",
+            "fuse": "nodes fused into a loop with others", "memplan": "arrays sharing a slot"}
+    lines = ["# passes, in order (phase: times fired)"]
+    for name, phase, _ in PASSES:
+        if name in disabled:
+            lines.append(f"#   {name:15s} {phase:8s} off")
+        else:
+            lines.append(f"#   {name:15s} {phase:8s} {report.get(name, 0):5d}  {what.get(name, '')}")
+    return "\n".join(lines)
+
+
+def plan_text(G: Graph) -> str:
+    """The kernels of an entry graph and its memory plan."""
+    from .codegen_cpu import is_planned
+    from .fuse import entry_roots, schedule
+    losses, returns, assigns = entry_roots(G)
+    if is_planned(G):
+        mp = G.g.graph["memplan"]
+        sched = mp.schedule
+    else:
+        mp, sched = None, schedule(G, losses + returns + [v for _, v in assigns], assigns)
+    name = G.g.graph.get("entry", "?")
+    lines = [f"# entry point {name}: {len(sched.kernels)} kernels"]
+    for K in sched.kernels:
+        ops = ", ".join(f"{G.op(n)}%{n}" for n in K.nodes)
+        lines.append(f"#   {K.kind:9s} {fmt_shape(K.shape) if K.kind == 'loop' else '':14s} {ops}")
+    if sched.inplace:
+        lines.append("#   in place: " + ", ".join(f"%{v} -> {G.node(l)['name']}" for v, l in sched.inplace.items()))
+    if mp is not None:
+        _, (a, c) = mp.layout()
+        lines.append(f"#   arena: {len(mp.slots)} slots for {len(mp.slot_of)} arrays, {a} x batch + {c} elements")
+    else:
+        lines.append("#   no memory plan: arrays are allocated at each call")
+    return "\n".join(lines)
+
+
 def stage(program: A.Program, which: str, dtype: str = "float32", disabled=()) -> str:
     from .elaborate import elaborate
-    from .pipeline import build_graph, compile_program
+    from .pipeline import build_graph, compile_program, entry_graphs
     if which == "ast":
         return "\n".join(repr(s) for s in program.statements)
     if which == "ir":
         return graph_text(elaborate(program).graph, "forward graph (before passes)")
     if which == "grad":
         model = elaborate(program)
-        _, G, _, _ = build_graph(model, disabled=tuple(disabled) + tuple(
-            n for n in ("simplify", "fold_constants", "cse", "dce")))
+        _, G, _, _ = build_graph(model, disabled=tuple(disabled) + ("simplify", "fold_constants", "cse", "dce"))
         return graph_text(G, "train graph: forward, backward and update (no graph passes)")
     if which == "optimized":
         model = elaborate(program)
         _, G, _, report = build_graph(model, disabled)
+        graphs, entry_report = entry_graphs(model, G, disabled)
+        report.update(entry_report)
         fired = ", ".join(f"{k}: {v}" for k, v in report.items())
-        return graph_text(G, f"optimized train graph (rewrites fired: {fired})")
+        parts = [report_text(report, disabled)]
+        E = graphs.get("train_step") or graphs.get("predict") or G
+        parts.append(graph_text(E, f"optimized {E.g.graph.get('entry', 'train')} graph (rewrites fired: {fired})"))
+        for name, E in graphs.items():
+            parts.append(plan_text(E))
+        return "\n".join(parts)
     return compile_program(program, dtype=dtype, disabled=disabled).source

@@ -44,8 +44,12 @@ def _caret_lines(span: Span, source: Optional[str]) -> List[str]:
 
 
 def render(diag: Diagnostic, source: Optional[str]) -> str:
-    head = f"{diag.span}: {diag.severity}: {diag.message}" if diag.span.line > 0 else \
-        f"{diag.span.file}: {diag.severity}: {diag.message}"
+    if diag.span.line > 0:
+        head = f"{diag.span}: {diag.severity}: {diag.message}"
+    elif diag.span.file == NO_SPAN.file:          # not tied to a file: the command line, a path
+        head = f"{diag.severity}: {diag.message}"
+    else:
+        head = f"{diag.span.file}: {diag.severity}: {diag.message}"
     out = [head] + _caret_lines(diag.span, source)
     if diag.hint:
         out.append(f"    hint: {diag.hint}")

@@ -8,6 +8,7 @@ errors are all reported at once.
 """
 from __future__ import annotations
 
+import math
 import re
 import threading
 from pathlib import Path
@@ -465,6 +466,10 @@ class _ToAst(Transformer_NonRecursive):
     def number(self, meta, children):
         (token,) = children
         value = int(token) if token.isdigit() else float(token)
+        if not math.isfinite(value):
+            self.errors.append(Diagnostic(self._token_span(token), f"the number {token} is too large",
+                                          "numbers must be finite, below about 1.8e308"))
+            value = 0.0
         return ast.Num(value, self._span(meta))
 
     def string(self, meta, children):

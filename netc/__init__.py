@@ -43,23 +43,38 @@ def compile(path_or_source, dtype: str = "float32", seed: Optional[int] = None, 
 
 
 def load(path: str) -> Model:
-    """A model saved with Model.save: recompiled from its stored source (from the kernel cache
-    when it is there), with its params and optimizer state."""
+    """A model saved with Model.save (or a checkpoint of a run; a run directory stands for its
+    final weights): recompiled from its stored source (from the kernel cache when it is there),
+    with its params, optimizer state, scaler, class names and settings."""
     from netc.runtime import checkpoint
     try:
+        path = checkpoint.resolve(path)
         meta, arrays = checkpoint.read(path)
     except ValueError as e:
         raise NetcError.single(str(e)) from None
     model = compile(meta["source"], dtype=meta["dtype"]) if meta.get("file", "<string>") == "<string>" \
         else _compile_as(meta)
-    for k, v in arrays.items():
-        kind, _, name = k.partition("/")
-        target = model._params if kind == "param" else model._state
-        if name not in target or target[name].shape != v.shape:
-            raise NetcError.single(f"{path}: array '{k}' does not fit the model")
-        target[name][...] = v
+    try:
+        model.load_arrays(arrays, path)
+    except ValueError as e:
+        raise NetcError.single(str(e)) from None
     model.step, model.epoch = int(meta["step"]), int(meta["epoch"])
+    model.classes = meta.get("classes")
+    _apply_settings(model, meta.get("settings"))
     return model
+
+
+def _apply_settings(model: Model, doc) -> None:
+    """The settings a checkpoint was trained with (command-line overrides included)."""
+    if not doc:
+        return
+    s = model.settings
+    s.seed, s.epochs, s.shuffle = doc.get("seed", s.seed), doc.get("epochs", s.epochs), doc.get("shuffle", s.shuffle)
+    s.batch = None if doc.get("batch") == "full" else doc.get("batch", s.batch)
+    s.split = tuple(doc.get("split", s.split))
+    s.standardize = doc.get("standardize", s.standardize)
+    if doc.get("data") is not None:
+        s.data = doc["data"]
 
 
 def _compile_as(meta) -> Model:

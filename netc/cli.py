@@ -1,4 +1,4 @@
-"""The `netc` command: train, check, show.
+"""The `netc` command: train, check, show, eval, predict, plot (docs/cli.md).
 
 Mistakes in the user's file, data or command line print located diagnostics and exit with
 status 2, never a traceback."""
@@ -18,16 +18,24 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", help="compile FILE.net and train it on the data of its train block")
-    t.add_argument("file", metavar="FILE.net")
-    t.add_argument("--epochs", type=int, help="override the train block's epochs")
+    t.add_argument("file", metavar="FILE.net", nargs="?", help="the model (optional with --resume)")
+    t.add_argument("--epochs", type=int, help="override the train block's epochs (with --resume: extend the run)")
     t.add_argument("--seed", type=int, help="override the train block's seed")
     t.add_argument("--batch", help="override the batch size (a number or 'full')")
-    t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    t.add_argument("--data", metavar="SOURCE", help="train on this data instead of the train block's: a .csv/.npz/.npy "
+                   "file, or a source as in a train block, e.g. 'moons(n=500)'")
+    t.add_argument("--label", metavar="COLUMN", help="the label column of a --data CSV file (name or 0-based index)")
+    t.add_argument("--dtype", choices=["float32", "float64"], default=None, help="float type (default float32)")
     t.add_argument("--json", action="store_true", help="print the final metrics as one JSON object, last")
-    t.add_argument("--quiet", action="store_true", help="no per-epoch lines")
-    t.add_argument("--save", metavar="DIR", help="save the trained model (a checkpoint directory)")
+    t.add_argument("--quiet", action="store_true", help="no progress (bar or per-epoch lines); the final table stays")
+    t.add_argument("--out", metavar="DIR", help="the run directory (default runs/<model>-<time>/)")
+    t.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where its last checkpoint is")
+    t.add_argument("--plot", action="store_true", help="write loss/metric curves (and decision regions) as PNG into the run directory")
+    t.add_argument("--save", metavar="DIR", help="also save the trained model to DIR (a checkpoint directory)")
     t.add_argument("--no-pass", action="append", default=[], metavar="NAME", help="switch a compiler pass off")
-    t.add_argument("--verbose", action="store_true", help="print the time of each compiler stage")
+    t.add_argument("--verbose", action="store_true", help="print the time of each compiler stage, the rewrites "
+                   "that fired and the thread counts")
+    t.add_argument("--threads", type=int, metavar="N", help="BLAS threads (default: the cores not kept busy by others)")
 
     c = sub.add_parser("check", help="parse and check FILE.net, report every problem")
     c.add_argument("file", metavar="FILE.net")
@@ -37,6 +45,34 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--stage", choices=["ast", "ir", "grad", "optimized", "kernels"], default="kernels")
     s.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     s.add_argument("--no-pass", action="append", default=[], metavar="NAME")
+
+    gr = sub.add_parser("graph", help="draw the train graph of FILE.net (forward, backward, update; fused loops)")
+    gr.add_argument("file", metavar="FILE.net")
+    gr.add_argument("-o", "--output", metavar="OUT.svg|png|dot", required=True,
+                    help="svg and png need Graphviz's `dot` program; .dot is written directly")
+    gr.add_argument("--entry", choices=["train_step", "evaluate", "predict"], default="train_step")
+    gr.add_argument("--no-pass", action="append", default=[], metavar="NAME")
+
+    ca = sub.add_parser("cache", help="the kernel cache: `info` lists its entries, `clear` removes them")
+    ca.add_argument("action", choices=["info", "clear"])
+
+    e = sub.add_parser("eval", help="metrics (and confusion matrix) of a checkpoint or run on data")
+    e.add_argument("checkpoint", metavar="CKPT", help="a checkpoint directory, or a run directory")
+    e.add_argument("--data", metavar="SOURCE", help="a .csv/.npz/.npy file or a data source (default: the "
+                   "training data, split as in training)")
+    e.add_argument("--label", metavar="COLUMN", help="the label column of a CSV file (name or 0-based index)")
+    e.add_argument("--json", action="store_true", help="print the results as one JSON object")
+
+    pr = sub.add_parser("predict", help="write a checkpoint's predictions for the samples of a file")
+    pr.add_argument("checkpoint", metavar="CKPT", help="a checkpoint directory, or a run directory")
+    pr.add_argument("--data", metavar="SOURCE", required=True, help="the samples: a .csv/.npz/.npy file (a label "
+                    "column is ignored) or a data source")
+    pr.add_argument("--label", metavar="COLUMN", help="a column of the CSV file to ignore (name or 0-based index)")
+    pr.add_argument("-o", "--output", metavar="OUT.csv", help="where to write (default: standard output)")
+
+    pl = sub.add_parser("plot", help="draw the curves (and decision regions) of a run as PNG files")
+    pl.add_argument("run", metavar="DIR", help="a run directory")
+    pl.add_argument("-o", "--output", metavar="OUTDIR", help="where to write the PNG files (default: DIR)")
     return p
 
 
@@ -45,10 +81,12 @@ def main(argv=None) -> int:
     from netc.dsl import NetcError
     from netc.runtime.data import DataError
     from netc.runtime.model import TrainingDiverged
+    from netc.runtime.plots import PlotError
     try:
-        return {"train": cmd_train, "check": cmd_check, "show": cmd_show}[args.command](args)
+        return {"train": cmd_train, "check": cmd_check, "show": cmd_show, "eval": cmd_eval,
+                "predict": cmd_predict, "plot": cmd_plot, "graph": cmd_graph, "cache": cmd_cache}[args.command](args)
     except NetcError as e:
-        print(e.render(), file=sys.stderr)
+        print(_render(e), file=sys.stderr)
         n = len(e.diagnostics)
         if n > 1:
             print(f"{n} errors", file=sys.stderr)
@@ -57,11 +95,28 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER
     except TrainingDiverged as e:
-        print(f"error: training diverged: {e}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
+        if e.checkpoint:
+            print(f"last good checkpoint: {e.checkpoint}", file=sys.stderr)
+        if e.restored_epoch:
+            print(f"the model keeps the weights of epoch {e.restored_epoch} (early stopping's best)", file=sys.stderr)
         return 1
+    except PlotError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _render(e) -> str:
+    """A NetcError as text; one without a place in a file (about the command line, a run
+    directory, a checkpoint) reads `error: ...`."""
+    from netc.dsl.ast import NO_SPAN
+    if all(d.span == NO_SPAN for d in e.diagnostics):
+        return "\n".join(f"{d.severity}: {d.message}" + (f"\n    hint: {d.hint}" if d.hint else "")
+                         for d in e.diagnostics)
+    return e.render()
 
 
 def _check_passes(names):
@@ -79,49 +134,68 @@ def _warnings(model) -> None:
 
 
 def cmd_train(args) -> int:
-    import numpy as np
-    import netc
-    from netc.runtime import data as D
-    from netc.runtime.settings import load
+    from netc.runtime import session
+    from netc.runtime.model import TrainingDiverged
+    from netc.runtime.progress import Progress
+    from netc.runtime.settings import parse_data_arg
     _check_passes(args.no_pass)
-    t0 = time.perf_counter()
-    model = netc.compile(args.file, dtype=args.dtype, seed=args.seed, disabled_passes=args.no_pass)
+    if args.threads is not None:
+        from netc.compiler.threads import configure
+        if args.threads < 1:
+            from netc.dsl import NetcError
+            raise NetcError.single("--threads must be at least 1")
+        configure(args.threads)
+    if args.resume:
+        job = session.resume_job(args.resume, args.file, epochs=args.epochs, given={
+            "seed": args.seed, "batch": args.batch, "data": args.data, "label": args.label, "dtype": args.dtype,
+            "no_pass": args.no_pass, "out": args.out})
+    else:
+        if not args.file:
+            from netc.dsl import NetcError
+            raise NetcError.single("netc train: give FILE.net (or --resume DIR)")
+        spec = parse_data_arg(args.data, args.label) if args.data else None
+        job = session.new_job(args.file, dtype=args.dtype, disabled=args.no_pass, out=args.out,
+                              overrides={"epochs": args.epochs, "seed": args.seed, "batch": args.batch, "data": spec})
+    model, run = job.model, job.run
     _warnings(model)
-    s = model.settings
-    if args.seed is not None:
-        s.seed = args.seed
-    if s.data is None:
-        from netc.dsl import NetcError
-        raise NetcError.single(f"{args.file}: the train block names no data",
-                               hint="add `data = ...` to the train block")
-    ds = load(s.data, s.base_dir)
-    t = model.ir.target
-    width = t.classes if t.kind == "class" else int(np.prod(t.shape))
-    ds = D.validate(ds, model.ir.input_shape, t.kind, width, ds.name)
-    stratify = t.kind == "class"
-    train, val, test = D.split(ds, s.split, s.seed, stratify)
-    train, val, test = (model.prepare(d.X, d.y, d.name) for d in (train, val, test))
-    compile_s = time.perf_counter() - t0
-    log = None if args.quiet else (lambda line: print(line, flush=True))
-    if log:
-        print(f"netc: model '{model.name}': {sum(a.size for a in model.params.values())} params; "
-              f"{len(train.X)} train / {len(val.X)} val / {len(test.X)} test samples; "
-              f"compiled in {compile_s:.2f} s", flush=True)
-        if args.verbose:
-            for k, v in model.artifact.timings.items():
-                print(f"  {k:10s} {v * 1000:8.1f} ms")
+    progress = Progress.for_output(args.quiet)
+    progress.note(f"netc: model '{model.name}': {sum(a.size for a in model.params.values())} params; "
+                  f"{len(job.train.X)} train / {len(job.val.X)} val / {len(job.test.X)} test samples; "
+                  f"compiled in {job.compile_s:.2f} s; run directory {_shown(run.path)}")
+    if args.verbose:
+        _verbose(model)
+    for note in job.notes:
+        progress.note(note)
     t1 = time.perf_counter()
-    history = model._fit(train, val if len(val.X) else None, epochs=args.epochs,
-                         batch=args.batch if args.batch is None or args.batch == "full" else int(args.batch),
-                         log=log)
-    first_step_s = history.epochs[0]["time"] if history.epochs else 0.0
-    results = {"model": model.name, "epochs": model.epoch}
-    for name, d in (("train", train), ("val", val), ("test", test)):
-        if len(d.X):
-            results[name] = model._metrics(d)
+    try:
+        history = job.fit(progress)
+    except TrainingDiverged as e:
+        last = _last_epoch(run)
+        e.checkpoint = f"{_shown(run.last)} (epoch {last})" if last is not None else None
+        raise
+    except KeyboardInterrupt:
+        last = _last_epoch(run)
+        print(f"interrupted; the last checkpoint is {_shown(run.last)} (epoch {last}); continue with "
+              f"netc train {args.file or ''} --resume {_shown(run.path)}".replace("  ", " "), file=sys.stderr)
+        return 130
+    if args.verbose:
+        for k, v in model.artifact.timings.items():
+            if k.startswith("jit "):
+                print(f"  {k:28s} {v * 1000:8.1f} ms", file=sys.stderr)
+    results = job.results()
+    results["stopped_epoch"], results["best_epoch"] = history.stopped_epoch, history.best_epoch
+    print(_summary(results))
+    if history.summary():
+        print(history.summary())
     if not args.quiet:
-        print(_summary(results))
-        print(f"trained in {time.perf_counter() - t1:.2f} s (first epoch, with compile: {first_step_s:.2f} s)")
+        first = history.epochs[0]["time"] if history.epochs else 0.0
+        print(f"trained in {time.perf_counter() - t1:.2f} s (first epoch: {first:.2f} s); "
+              f"run directory {_shown(run.path)}")
+    if args.plot:
+        from netc.runtime.plots import plot_run
+        parts = (job.train, job.val, job.test)
+        paths = plot_run(run.path, model=model, data=_raw_points(model, parts))
+        print("plots: " + ", ".join(_shown(p) for p in paths))
     if args.save:
         model.save(args.save)
         if not args.quiet:
@@ -131,8 +205,91 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _summary(results) -> str:
-    splits = [s for s in ("train", "val", "test") if s in results]
+def _verbose(model) -> None:
+    """--verbose: the time of each compiler stage, the rewrites that fired, the threads."""
+    from netc.compiler.show import report_text
+    from netc.compiler.threads import describe
+    art = model.artifact
+    print("compiler stages:", file=sys.stderr)
+    for k, v in art.timings.items():
+        print(f"  {k:28s} {v * 1000:8.1f} ms", file=sys.stderr)
+    print(report_text(art.pass_report, [n for n in PASS_NAMES_OFF(art)]), file=sys.stderr)
+    if art.threads:
+        print(describe(art.threads), file=sys.stderr)
+
+
+def PASS_NAMES_OFF(art):
+    from netc.compiler.passes import PASS_NAMES
+    return [n for n in PASS_NAMES if n not in art.pass_report]
+
+
+def cmd_graph(args) -> int:
+    from netc.compiler.elaborate import elaborate
+    from netc.compiler.graphviz import render, to_dot
+    from netc.compiler.pipeline import build_graph, entry_graphs
+    from netc.dsl import NetcError, parse
+    import netc
+    _check_passes(args.no_pass)
+    if not args.output.lower().endswith((".svg", ".png", ".dot", ".gv")):
+        raise NetcError.single(f"netc graph: -o {args.output}: the file must end in .svg, .png or .dot")
+    source, file = netc._read(args.file)
+    model = elaborate(parse(source, file))
+    _, G, _, _ = build_graph(model, args.no_pass)
+    graphs, _ = entry_graphs(model, G, args.no_pass)
+    if args.entry not in graphs:
+        raise NetcError.single(f"netc graph: the model has no {args.entry} entry point")
+    try:
+        render(to_dot(graphs[args.entry], f"{model.name} {args.entry}"), args.output)
+    except (RuntimeError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_cache(args) -> int:
+    from netc.compiler import cache
+    if args.action == "clear":
+        print(f"removed {cache.clear()} entries from {cache.cache_dir()}")
+        return 0
+    items = cache.entries()
+    total = sum(e["bytes"] for e in items)
+    print(f"kernel cache {cache.cache_dir()}: {len(items)} entries, {total / 1e6:.1f} MB")
+    for e in items:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e["created"])) if e["created"] else "?"
+        state = "ok" if e["ok"] else "DAMAGED (rebuilt on next use)"
+        print(f"  {e['key']}  {e['model']:16s} {e['backend']:5s} {when}  {e['bytes'] / 1e3:8.1f} kB  "
+              f"{'compiled' if e['compiled'] else 'source only':11s} {state}")
+    return 0
+
+
+def _shown(path: str) -> str:
+    """A path relative to the working directory when it is below it."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+def _last_epoch(run):
+    from netc.runtime import checkpoint
+    try:
+        meta, _ = checkpoint.read(run.last)
+        return meta.get("epoch")
+    except ValueError:
+        return None
+
+
+def _raw_points(model, parts):
+    """The samples of prepared splits, unstandardized again (for plots in the data's units)."""
+    import numpy as np
+    X = np.concatenate([d.X for d in parts]).astype(np.float64)
+    y = np.concatenate([d.y for d in parts])
+    if model.scaler is not None:
+        X = X * model.scaler[1] + model.scaler[0]
+    return X, y
+
+
+def _summary(results, splits=None) -> str:
+    splits = splits or [s for s in ("train", "val", "test") if s in results]
     keys = list(dict.fromkeys(k for s in splits for k in results[s]))
     lines = [f"{'':12s}" + "".join(f"{s:>10s}" for s in splits)]
     for k in keys:
@@ -142,12 +299,22 @@ def _summary(results) -> str:
 
 
 def cmd_check(args) -> int:
+    """Everything before code generation: parse, elaborate, differentiate, resolve settings."""
+    import numpy as np
     import netc
-    model = netc.compile(args.file)
-    _warnings(model)
-    ir = model.ir
-    print(f"{args.file}: ok: model '{ir.name}', {len(ir.params)} params "
-          f"({sum(p.node is not None and int(__import__('numpy').prod(p.shape)) for p in ir.params)} numbers), "
+    from netc.compiler.elaborate import elaborate
+    from netc.compiler.pipeline import build_graph
+    from netc.dsl import parse
+    from netc.dsl.diagnostics import render
+    from netc.runtime.settings import resolve
+    source, file = netc._read(args.file)
+    ir = elaborate(parse(source, file))
+    build_graph(ir)
+    resolve(ir, file, source)
+    for w in ir.warnings:
+        print(render(w, source), file=sys.stderr)
+    numbers = sum(int(np.prod(p.shape)) for p in ir.params)
+    print(f"{args.file}: ok: model '{ir.name}', {len(ir.params)} params ({numbers} numbers), "
           f"{len(ir.losses)} loss term{'s' if len(ir.losses) != 1 else ''}")
     return 0
 
@@ -160,6 +327,86 @@ def cmd_show(args) -> int:
     source, file = netc._read(args.file)
     program = parse(source, file)
     print(show.stage(program, args.stage, args.dtype, args.no_pass))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import netc
+    from netc.runtime import checkpoint, session
+    from netc.runtime.settings import parse_data_arg
+    model = netc.load(args.checkpoint)
+    names = model.all_metrics()
+    results = {"model": model.name, "checkpoint": checkpoint.resolve(args.checkpoint)}
+    if args.data:
+        ds = session.load_dataset(model, parse_data_arg(args.data, args.label))
+        sets = {"data": model.prepare(ds.X, ds.y, ds.name)}
+    else:
+        ds = session.load_dataset(model)
+        parts = session.prepare_splits(model, session.split(model, ds))
+        sets = {k: d for k, d in zip(("train", "val", "test"), parts) if len(d.X)}
+    for k, d in sets.items():
+        results[k] = model._metrics(d, names)
+    cm_split = next(k for k in ("data", "test", "val", "train") if k in sets)
+    if model._is_classifier():
+        d = sets[cm_split]
+        cm = model.confusion_matrix_of(d)
+        classes = model.classes or [str(i) for i in range(len(cm))]
+        results["confusion_matrix"] = {"split": cm_split, "classes": classes, "matrix": cm.tolist()}
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    print(f"{model.name}: {_shown(results['checkpoint'])}, {sum(len(d.X) for d in sets.values())} samples")
+    print(_summary(results, splits=list(sets)))
+    if "confusion_matrix" in results:
+        print(f"\nconfusion matrix ({cm_split}; rows: true class, columns: predicted class)")
+        print(_matrix(results["confusion_matrix"]["classes"], results["confusion_matrix"]["matrix"]))
+    return 0
+
+
+def _matrix(classes, rows) -> str:
+    names = [str(c)[:10] for c in classes]
+    w = max([len(n) for n in names] + [len(str(v)) for r in rows for v in r] + [4])
+    lines = [" " * (w + 2) + " ".join(f"{n:>{w}}" for n in names)]
+    for n, r in zip(names, rows):
+        lines.append(f"{n:>{w}}  " + " ".join(f"{v:>{w}}" for v in r))
+    return "\n".join(lines)
+
+
+def cmd_predict(args) -> int:
+    import numpy as np
+    import netc
+    from netc.runtime.predictions import read_features, write_predictions
+    from netc.runtime.settings import parse_data_arg
+    model = netc.load(args.checkpoint)
+    if not model.artifact.has_predict:
+        from netc.dsl import NetcError
+        raise NetcError.single(f"model '{model.name}' has no output to predict")
+    spec = parse_data_arg(args.data, args.label)
+    trained_on = model.settings.data
+    known = trained_on["kwargs"].get("label") if isinstance(trained_on, dict) and trained_on.get("source") == "csv" else None
+    X = read_features(spec, int(np.prod(model.ir.input_shape)), known)
+    if args.output:
+        tmp = args.output + ".tmp"
+        with open(tmp, "w", newline="") as f:
+            n = write_predictions(model, X, f)
+        os.replace(tmp, args.output)
+        print(f"wrote {n} predictions to {args.output}")
+    else:
+        write_predictions(model, X, sys.stdout)
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from netc.dsl import NetcError
+    from netc.runtime.plots import plot_run
+    if not os.path.isdir(args.run):
+        raise NetcError.single(f"{args.run}: no such run directory")
+    try:
+        paths = plot_run(args.run, args.output)
+    except ValueError as e:
+        raise NetcError.single(f"{args.run}: {e}") from None
+    for p in paths:
+        print(_shown(p))
     return 0
 
 

@@ -1,13 +1,12 @@
 """A compiled model with its params and optimizer state, and the training loop around the
-compiled train step: batching, schedules, metrics, early stopping."""
+compiled train step: batching, schedules, metrics, early stopping, divergence checks and the
+hooks a run directory uses to checkpoint every epoch (so that a run resumes exactly)."""
 from __future__ import annotations
 
-import copy
 import math
-import sys
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -21,7 +20,17 @@ from .settings import EarlyStop, TrainSettings
 
 
 class TrainingDiverged(Exception):
-    """The loss became NaN or infinite."""
+    """A loss (or a param after an update) became NaN or infinite. `epoch` and `step` are
+    1-based; `origin` describes the first non-finite value of the failing step (see
+    runtime/diverge.py) and `where` renders it with its `.net` line."""
+
+    def __init__(self, message: str, epoch: int, step: int, loss: str, value: float,
+                 origin: Optional[dict] = None, where: str = ""):
+        super().__init__(message)
+        self.epoch, self.step, self.loss, self.value = epoch, step, loss, value
+        self.origin, self.where = origin, where
+        self.checkpoint: Optional[str] = None     # the last good checkpoint, set by a run directory
+        self.restored_epoch: Optional[int] = None  # early stopping's best epoch, restored
 
 
 @dataclass
@@ -30,11 +39,53 @@ class History:
     epochs: List[dict] = field(default_factory=list)
     stopped_epoch: Optional[int] = None       # epoch early stopping ended the run at (1-based)
     best_epoch: Optional[int] = None          # epoch whose weights were restored (1-based)
+    monitor: Optional[str] = None             # what best_epoch is best at, e.g. "val.loss"
+    restored_epoch: Optional[int] = None      # set when the weights of best_epoch were put back
+
+    def summary(self) -> Optional[str]:
+        """The early-stopping line: where it stopped and which epoch's weights were restored."""
+        if self.best_epoch is None:
+            return None
+        best = [e for e in self.epochs if e["epoch"] == self.best_epoch]
+        split, _, name = (self.monitor or "val.loss").partition(".")
+        value = f" ({self.monitor} = {best[0][split][name]:.4f})" if best and name in best[0].get(split, {}) else ""
+        head = f"early stopping: stopped at epoch {self.stopped_epoch}" if self.stopped_epoch else \
+            "early stopping: ran all epochs"
+        if self.restored_epoch is not None:
+            return f"{head}; restored the weights of epoch {self.restored_epoch}{value}"
+        return f"{head}; the last epoch ({self.best_epoch}) was the best{value}"
 
     def __getitem__(self, key: str) -> List[float]:
         """history["val.loss"] -> that value for each epoch."""
         split, _, name = key.partition(".")
         return [e[split][name] for e in self.epochs if name in e.get(split, {})]
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+
+@dataclass
+class LoopState:
+    """Where a training run stands after `done` epochs: what it needs to continue exactly
+    (plain JSON, stored in a run's `last` checkpoint)."""
+    epochs: int                               # epochs of the run
+    batch: Optional[int]                      # the batch size (None: full batch)
+    done: int = 0                             # epochs finished
+    rng: Optional[dict] = None                # the shuffle generator's bit_generator.state
+    schedule: Optional[dict] = None           # the schedule's state_dict
+    monitor: str = "val.loss"                 # what `best` is best at
+    best: Optional[float] = None
+    best_epoch: Optional[int] = None
+    wait: int = 0                             # epochs without improvement (early stopping)
+    finished: bool = False
+    stopped_epoch: Optional[int] = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "LoopState":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 class Model:
@@ -51,6 +102,8 @@ class Model:
         self.dtype = np.dtype(artifact.dtype)
         self.step = 0                         # train steps taken (Adam's t is step + 1)
         self.epoch = 0
+        self.classes: Optional[List[str]] = None     # class names, when labels were strings
+        self.scaler: Optional[Tuple[np.ndarray, np.ndarray]] = None   # (mean, std), float64
         self._init_params(settings.seed if seed is None else seed)
 
     # ------------------------------------------------------------ params
@@ -79,9 +132,73 @@ class Model:
     def loss_names(self) -> List[str]:
         return self.artifact.loss_names
 
+    def load_arrays(self, arrays: Dict[str, np.ndarray], where: str = "checkpoint") -> Dict[str, np.ndarray]:
+        """Params, optimizer state and scaler from a checkpoint's arrays (shapes checked).
+        Returns the `best/...` arrays (early stopping's best params), if any."""
+        best = {}
+        mean = std = None
+        for k, v in arrays.items():
+            kind, _, name = k.partition("/")
+            if kind == "scaler":
+                mean, std = (v, std) if name == "mean" else (mean, v)
+                continue
+            if kind == "best":
+                best[name] = v
+                continue
+            target = self._params if kind == "param" else self._state if kind == "state" else None
+            if target is None or name not in target or target[name].shape != v.shape:
+                raise ValueError(f"{where}: array '{k}' does not fit the model")
+            target[name][...] = v
+        self.scaler = None if mean is None else (np.asarray(mean, np.float64), np.asarray(std, np.float64))
+        return best
+
     # ------------------------------------------------------------ data
+    def fit_scaler(self, X) -> None:
+        """Standardization (per input value: mean 0, std 1) fitted on the samples X; stored with
+        the model and applied by predict, evaluate and fit. Constant features keep std 1."""
+        X = np.asarray(X, np.float64).reshape((len(X),) + tuple(self.ir.input_shape))
+        if len(X) == 0:
+            raise D.DataError("cannot standardize: the training set is empty")
+        mean = X.mean(axis=0)
+        std = X.std(axis=0)
+        std[std == 0] = 1.0
+        self.scaler = (mean, std)
+
+    def _label_ids(self, y, source: str):
+        """String labels -> class ids by the model's class names (set them when unknown)."""
+        y = np.asarray(y)
+        if y.dtype.kind not in "USO":
+            return y
+        names = np.asarray([str(v) for v in y.reshape(-1)])
+        if self.classes is None:
+            self.classes = sorted(set(names.tolist()))
+        index = {c: i for i, c in enumerate(self.classes)}
+        bad = [i for i, v in enumerate(names) if v not in index]
+        if bad:
+            raise D.DataError(f"{source}: sample {bad[0]}: label '{names[bad[0]]}' is not one of the "
+                              f"model's classes ({', '.join(self.classes)})")
+        return np.array([index[v] for v in names], np.int64).reshape(y.shape)
+
+    def remap_classes(self, ds: D.Dataset) -> D.Dataset:
+        """A loaded data set whose string labels were numbered by its own sorted names, renumbered
+        by the model's class names (which the training data fixed)."""
+        if ds.classes is None or self.classes is None or ds.classes == self.classes:
+            return ds
+        index = {c: i for i, c in enumerate(self.classes)}
+        unknown = [c for c in ds.classes if c not in index]
+        if unknown:
+            row = int(np.argmax(np.asarray(ds.y) == ds.classes.index(unknown[0])))
+            raise D.DataError(f"{ds.name}: sample {row}: label '{unknown[0]}' is not one of the model's "
+                              f"classes ({', '.join(self.classes)})")
+        table = np.array([index[c] for c in ds.classes], np.int64)
+        return D.Dataset(ds.X, table[np.asarray(ds.y, np.int64)], list(self.classes), ds.name)
+
     def prepare(self, X, y=None, source: str = "data") -> D.Dataset:
-        """Check and convert arrays for this model (raises DataError)."""
+        """Check and convert arrays for this model, standardized when the model has a scaler
+        (raises DataError)."""
+        return self._check(X, y, source, scale=True)
+
+    def _check(self, X, y=None, source: str = "data", scale: bool = True) -> D.Dataset:
         X = np.asarray(X)
         if y is None:
             y = np.zeros(len(X), np.int64) if self.ir.target is None or self.ir.target.kind == "class" \
@@ -91,12 +208,18 @@ class Model:
         if len(X) == 0:            # an empty split: nothing to check
             ydt, yshape = (np.int64, ()) if kind == "class" else (self.dtype, t.shape)
             return D.Dataset(np.zeros((0,) + self.ir.input_shape, self.dtype), np.zeros((0,) + yshape, ydt), name=source)
-        ds = D.Dataset(X, np.asarray(y), name=source)
+        y = self._label_ids(y, source) if kind == "class" else np.asarray(y)
+        ds = D.Dataset(X, y, name=source)
         width = (t.classes if t.kind == "class" else int(np.prod(t.shape))) if t else max(int(ds.y.max(initial=0)) + 1, 1)
         ds = D.validate(ds, self.ir.input_shape, kind, width, source)
-        X = np.ascontiguousarray(ds.X, self.dtype)
+        X = ds.X
+        if not scale:
+            return D.Dataset(X, ds.y, self.classes, ds.name)
+        if self.scaler is not None:
+            X = (X - self.scaler[0]) / self.scaler[1]
+        X = np.ascontiguousarray(X, self.dtype)
         y = np.ascontiguousarray(ds.y, np.int64 if kind == "class" else self.dtype)
-        return D.Dataset(X, y, ds.classes, ds.name)
+        return D.Dataset(X, y, self.classes, ds.name)
 
     # ------------------------------------------------------------ entry points
     def _args(self):
@@ -110,9 +233,22 @@ class Model:
         outs = [self.artifact.predict(ds.X[i:i + batch], self._args()) for i in range(0, len(ds.X), batch)]
         return np.concatenate(outs) if outs else np.zeros((0,) + self.ir.graph.shape(self.ir.output)[1:])
 
-    predict_proba = predict
+    def predict_proba(self, X, batch: int = 1024) -> np.ndarray:
+        """Class probabilities, (n, C): the softmax output as it is; a single sigmoid output p
+        (a 0/1 target) becomes the two columns 1 - p, p."""
+        out = self.predict(X, batch)
+        if out.ndim == 2 and out.shape[1] == 1 and self._is_classifier():
+            return np.concatenate([1 - out, out], axis=1)
+        if not self._is_classifier():
+            raise ValueError(f"model '{self.name}' predicts real values, not class probabilities")
+        return out
+
+    def _is_classifier(self) -> bool:
+        t = self.ir.target
+        return t is not None and (t.kind == "class" or "binary_cross_entropy" in self.ir.loss_kinds)
 
     def predict_classes(self, X) -> np.ndarray:
+        """Predicted class ids (use model.classes to name them)."""
         return M.predicted_labels(self.predict(X))
 
     def _evaluate(self, ds: D.Dataset, batch: int = 1024):
@@ -128,10 +264,22 @@ class Model:
             outs.append(out)
         return sums / max(len(ds.X), 1), (np.concatenate(outs) if outs else None)
 
-    def evaluate(self, X, y, metrics: Optional[List[str]] = None) -> Dict[str, float]:
-        """Loss terms, total loss and metrics on (X, y)."""
+    def evaluate(self, X, y, metrics=None) -> Dict[str, float]:
+        """Loss terms, total loss and metrics on (X, y): the train block's metrics, a list of
+        names, or "all" (every metric that fits the target)."""
         ds = self.prepare(X, y, "data")
-        return self._metrics(ds, metrics)
+        return self._metrics(ds, self.all_metrics() if metrics == "all" else metrics)
+
+    def all_metrics(self) -> List[str]:
+        """Every metric that fits the target: accuracy, precision, recall, f1 for classes (and a
+        0/1 sigmoid output); mse, mae, r2 for real values."""
+        t = self.ir.target
+        if t is None:
+            return []
+        names = ["mse", "mae", "r2"] if t.kind == "real" else []
+        if self._is_classifier():
+            names = ["accuracy", "precision", "recall", "f1"] + names
+        return names
 
     def _metrics(self, ds: D.Dataset, names: Optional[List[str]] = None) -> Dict[str, float]:
         if len(ds.X) == 0:
@@ -150,101 +298,192 @@ class Model:
             return {}
         return M.compute(names, y, out, t.kind, t.classes)
 
+    def confusion_matrix(self, X, y) -> np.ndarray:
+        """Rows: true classes, columns: predicted classes."""
+        ds = self.prepare(X, y, "data")
+        _, out = self._evaluate(ds)
+        return M.confusion_matrix(ds.y, out, self._num_classes())
+
+    def confusion_matrix_of(self, ds: D.Dataset) -> np.ndarray:
+        _, out = self._evaluate(ds)
+        return M.confusion_matrix(ds.y, out, self._num_classes())
+
+    def _num_classes(self) -> int:
+        t = self.ir.target
+        return t.classes if t is not None and t.kind == "class" else 2
+
     # ------------------------------------------------------------ training
     def fit(self, X, y, epochs: Optional[int] = None, batch=None, validation=None, shuffle: Optional[bool] = None,
             callbacks: Optional[List[Callable]] = None, verbose: bool = False, stop: Optional[EarlyStop] = None,
-            log: Optional[Callable[[str], None]] = None) -> History:
-        """Train on (X, y). `batch` is a number or "full"; `validation` is (Xv, yv);
-        callbacks are called as cb(model, record) after each epoch (return True to stop)."""
+            log: Optional[Callable[[str], None]] = None, standardize: Optional[bool] = None) -> History:
+        """Train on (X, y). `batch` is a number or "full" (default: the train block's, else 32);
+        `validation` is (Xv, yv); `callbacks` are called as cb(model, record) after each epoch
+        (return True to stop); `stop` is an EarlyStop (default: the train block's);
+        `standardize` fits a scaler on X first (default: the train block's `standardize`).
+        String labels become class ids (sorted names, kept in model.classes)."""
+        if standardize if standardize is not None else self.settings.standardize:
+            self.fit_scaler(self._check(X, y, "X", scale=False).X)
         train = self.prepare(X, y, "X")
         val = self.prepare(*validation, source="validation") if validation is not None else None
-        return self._fit(train, val, epochs=epochs, batch=batch, shuffle=shuffle, callbacks=callbacks,
-                         stop=stop, log=log or (print if verbose else None))
+        log = log or (print if verbose else None)
+        history = self._fit(train, val, epochs=epochs, batch=batch, shuffle=shuffle, callbacks=callbacks,
+                            stop=stop, log=log)
+        if log and history.summary():
+            log(history.summary())
+        return history
 
     def _fit(self, train: D.Dataset, val: Optional[D.Dataset], epochs=None, batch=None, shuffle=None,
-             callbacks=None, stop=None, log=None) -> History:
+             callbacks=None, stop=None, log=None, run=None, resume=None, progress=None) -> History:
+        """The epoch loop over prepared data. `run` (a RunDir) checkpoints each epoch;
+        `resume` is (LoopState, best params, earlier epoch records) from a run's `last`
+        checkpoint; `progress` shows it (default: `log`, a function of one line, per epoch)."""
+        from .progress import Progress
         s = self.settings
         if not self.loss_names:
             raise ValueError("the model has no loss to train")
-        epochs = s.epochs if epochs is None else int(epochs)
-        batch = s.batch if batch is None else (None if batch == "full" else int(batch))
+        if val is not None and len(val.X) == 0:
+            val = None
         n = len(train.X)
         if n == 0:
             raise D.DataError("the training set is empty")
-        bs = n if batch is None else min(batch, n)
-        shuffle = s.shuffle if shuffle is None else shuffle
         stop = stop if stop is not None else s.stop
-        if stop is not None and stop.monitor.startswith("val.") and (val is None or len(val.X) == 0):
-            raise D.DataError(f"early stopping watches {stop.monitor} but there is no validation data",
-                              ) from None
+        if stop is not None and stop.monitor.startswith("val.") and val is None:
+            raise D.DataError(f"early stopping watches {stop.monitor} but there is no validation data")
+        if resume is not None:
+            st, best_saved, records = resume
+        else:
+            epochs = s.epochs if epochs is None else int(epochs)
+            batch = s.batch if batch is None else (None if batch == "full" else int(batch))
+            if batch is not None and batch < 1:
+                raise ValueError(f"batch must be 'full' or a number >= 1, got {batch}")
+            st = LoopState(epochs, batch, monitor=stop.monitor if stop else ("val.loss" if val else "train.loss"))
+            best_saved, records = None, []
+        epochs = st.epochs
+        bs = n if st.batch is None else min(st.batch, n)
+        shuffle = s.shuffle if shuffle is None else shuffle
+        mode, min_delta = (stop.mode, stop.min_delta) if stop else ("min", 0.0)
         base_lr = float(self.ir.optimizer[1].get("lr", _default_lr(self.ir.optimizer[0])))
         if s.lr_scale:
             base_lr *= bs / s.lr_scale
         sched = S.make_schedule(s.schedule[0], base_lr, max(epochs, 1), **s.schedule[1])
         rng = np.random.default_rng([s.seed, 1])
-        history = History()
+        if resume is not None:
+            rng.bit_generator.state = st.rng
+            sched.load_state_dict(st.schedule)
+        history = History(list(records), st.stopped_epoch, st.best_epoch if stop else None, st.monitor)
+        if progress is None:
+            progress = Progress("lines" if log else "quiet", write=log)
         k = len(self.loss_names)
         losses = np.zeros(k)
-        best, best_params, wait = None, None, 0
-        state_args = [self._state[st.name] for st in self.artifact.states]
-        step_fn = self.artifact.train_step
+        sums = np.zeros(k)
+        state_args = [self._state[x.name] for x in self.artifact.states]
         params = self._args()
-        for epoch in range(epochs):
-            t0 = time.perf_counter()
-            lr = sched.lr_at(epoch)
-            lr_dt, order = self.dtype.type(lr), (rng.permutation(n) if shuffle else np.arange(n))
-            sums = np.zeros(k)
-            outs = []
-            for i in range(0, n, bs):
-                idx = order[i:i + bs]
-                xb, yb = (train.X[idx], train.y[idx]) if shuffle else (train.X[i:i + bs], train.y[i:i + bs])
-                self.step += 1
-                out = step_fn(xb, yb, lr_dt, self.dtype.type(self.step), params, state_args, losses)
-                if not np.all(np.isfinite(losses)):
-                    bad = self.loss_names[int(np.argmin(np.isfinite(losses)))]
-                    raise TrainingDiverged(
-                        f"loss '{bad}' became {losses[np.argmin(np.isfinite(losses))]} at epoch {epoch + 1}, "
-                        f"step {self.step} (learning rate {lr:g})")
-                sums += losses * len(idx)
-                outs.append(out)
-            self.epoch += 1
-            terms = sums / n
-            rec = {"epoch": self.epoch, "lr": lr, "train": {"loss": float(terms.sum())}}
-            if k > 1:
-                rec["train"].update({nm: float(v) for nm, v in zip(self.loss_names, terms)})
-            y_seen = train.y[order] if shuffle else train.y
-            rec["train"].update(self._metric_values(y_seen, np.concatenate(outs)))
-            if val is not None and len(val.X):
-                rec["val"] = self._metrics(val)
-            rec["time"] = time.perf_counter() - t0
-            history.epochs.append(rec)
-            if log:
-                log(format_epoch(rec, epochs))
-            watched = _watched(rec, stop, sched)
-            sched.observe(watched if watched is not None else rec["train"]["loss"])
-            if callbacks and any(cb(self, rec) for cb in callbacks):
-                break
-            if stop is not None and watched is not None:
-                better = best is None or (watched < best - stop.min_delta if stop.mode == "min"
-                                          else watched > best + stop.min_delta)
-                if better:
-                    best, wait, history.best_epoch = watched, 0, self.epoch
-                    best_params = {nm: a.copy() for nm, a in self._params.items()}
-                else:
-                    wait += 1
-                    if wait > stop.patience:
-                        history.stopped_epoch = self.epoch
-                        break
-        if best_params is not None:
-            for nm, a in best_params.items():
-                self._params[nm][...] = a
-            if log and history.best_epoch != self.epoch:
-                log(f"early stopping: {'stopped at epoch ' + str(history.stopped_epoch) + ', ' if history.stopped_epoch else ''}"
-                    f"restored the weights of epoch {history.best_epoch} ({stop.monitor} = {best:.4f})")
+        best_params = None
+        if stop is not None:
+            best_params = {nm: np.array(a) for nm, a in (best_saved or {}).items()} or None
+        snap_p = [np.empty_like(a) for a in params]          # the params at the start of the epoch,
+        snap_s = [np.empty_like(a) for a in state_args]      # to replay a diverged epoch
+        step_fn = self.artifact.train_step
+        X, Y = train.X, train.y
+        dt = self.dtype.type
+        if resume is None:
+            st.rng, st.schedule = rng.bit_generator.state, sched.state_dict()
+            if run is not None:
+                run.start(self, st)
+        try:
+            while st.done < epochs and not st.finished:
+                epoch = st.done
+                t0 = time.perf_counter()
+                lr = sched.lr_at(epoch)
+                lr_dt = dt(lr)
+                order = rng.permutation(n) if shuffle else None
+                for a, b in zip(snap_p + snap_s, params + state_args):
+                    np.copyto(a, b)
+                step0 = self.step
+                sums[:] = 0.0
+                outs = []
+                bar = progress.epoch_start(epoch + 1, epochs, -(-n // bs))
+                # ---- the per-batch loop: keep it small (no per-step work that scales with the model)
+                for i in range(0, n, bs):
+                    if order is None:
+                        xb, yb = X[i:i + bs], Y[i:i + bs]
+                    else:
+                        idx = order[i:i + bs]
+                        xb, yb = X[idx], Y[idx]
+                    self.step += 1
+                    out = step_fn(xb, yb, lr_dt, dt(self.step), params, state_args, losses)
+                    if not math.isfinite(losses.sum()):
+                        self._diverged(train, order, bs, i // bs, step0, lr, epoch, snap_p, snap_s)
+                    sums += losses * len(xb)
+                    outs.append(out)
+                    if bar is not None:
+                        bar.update(1)
+                # ----
+                if not all(np.isfinite(p).all() for p in params):
+                    self._diverged(train, order, bs, (n - 1) // bs, step0, lr, epoch, snap_p, snap_s, update=True)
+                self.epoch += 1
+                st.done += 1
+                terms = sums / n
+                rec = {"epoch": self.epoch, "lr": lr, "train": {"loss": float(terms.sum())}}
+                if k > 1:
+                    rec["train"].update({nm: float(v) for nm, v in zip(self.loss_names, terms)})
+                rec["train"].update(self._metric_values(Y if order is None else Y[order], np.concatenate(outs)))
+                if val is not None:
+                    rec["val"] = self._metrics(val)
+                rec["time"] = time.perf_counter() - t0
+                history.epochs.append(rec)
+                split, _, metric = st.monitor.partition(".")
+                watched = rec.get(split, {}).get(metric)
+                improved = watched is not None and math.isfinite(watched) and (
+                    st.best is None or (watched < st.best - min_delta if mode == "min" else watched > st.best + min_delta))
+                if improved:
+                    st.best, st.best_epoch, st.wait = float(watched), self.epoch, 0
+                    if stop is not None:
+                        if best_params is None:
+                            best_params = {nm: a.copy() for nm, a in self._params.items()}
+                        else:
+                            for nm, a in self._params.items():
+                                np.copyto(best_params[nm], a)
+                elif stop is not None:
+                    st.wait += 1
+                    if st.wait > stop.patience:          # more than `patience` epochs without improvement
+                        st.stopped_epoch = self.epoch
+                        st.finished = True
+                history.best_epoch = st.best_epoch if stop is not None else None
+                history.stopped_epoch = st.stopped_epoch
+                sched.observe(rec["val"]["loss"] if "val" in rec else rec["train"]["loss"])
+                progress.epoch_end(rec, epochs, bar)
+                if callbacks and any([cb(self, rec) for cb in callbacks]):
+                    st.finished = True
+                if st.done >= epochs:
+                    st.finished = True
+                st.rng = rng.bit_generator.state
+                st.schedule = sched.state_dict()
+                if run is not None:
+                    run.epoch_end(self, rec, st, best_params, improved)
+        except TrainingDiverged as e:
+            e.restored_epoch = st.best_epoch if best_params is not None else None
+            raise
+        finally:        # whatever way the run ends: early stopping's best weights
+            if best_params is not None and st.best_epoch != self.epoch:
+                for nm, a in best_params.items():
+                    self._params[nm][...] = a
+                history.restored_epoch = st.best_epoch
         return history
 
+    def _diverged(self, train, order, bs, batch_index, step0, lr, epoch, snap_p, snap_s, update=False):
+        """Stop the run: find the first non-finite value of the failing step (runtime/diverge.py),
+        put back the params of the epoch's start (the last good checkpoint) and raise."""
+        from .diverge import diagnose
+        err = diagnose(self, train, order, bs, batch_index, step0, lr, epoch, snap_p, snap_s, update)
+        for a, b in zip(snap_p + snap_s, self._args() + [self._state[x.name] for x in self.artifact.states]):
+            np.copyto(b, a)
+        self.step = step0
+        raise err
+
     def save(self, path: str) -> None:
-        """Write params, optimizer state and the model's source to the directory `path`, atomically."""
+        """Write params, optimizer state, scaler, class names and the model's source to the
+        directory `path`, atomically (load it with netc.load)."""
         from .checkpoint import save
         save(self, path)
 
@@ -256,13 +495,6 @@ class Model:
 def _default_lr(opt: str) -> float:
     from netc.compiler.optim import OPTIMIZER_ARGS
     return OPTIMIZER_ARGS[opt]["lr"]
-
-
-def _watched(rec, stop: Optional[EarlyStop], sched) -> Optional[float]:
-    if stop is None:
-        return rec.get("val", {}).get("loss")
-    split, _, metric = stop.monitor.partition(".")
-    return rec.get(split, {}).get(metric)
 
 
 def format_epoch(rec: dict, epochs: int) -> str:

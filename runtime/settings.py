@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Any, List, Optional, Tuple
 
+import numpy as np
+
 from netc.compiler.elaborate import ModelIR, Ref, StaticCall
 from netc.dsl.ast import NO_SPAN
 from netc.dsl.diagnostics import Collector, did_you_mean
@@ -35,6 +37,7 @@ class TrainSettings:
     stop: Optional[EarlyStop] = None
     lr_scale: Optional[float] = None  # reference batch size: lr * batch / lr_scale
     schedule: Tuple[str, dict] = ("constant", {})
+    standardize: bool = False        # fit mean/std on the train split, stored with the model
     base_dir: str = "."
 
 
@@ -61,6 +64,10 @@ def resolve(model: ModelIR, file: str, source: str) -> TrainSettings:
             name = v.name if isinstance(v, (StaticCall, Ref)) else show(v)
             diag.error(span, f"unknown data source '{name}'",
                        did_you_mean(str(name), SOURCES) or "one of: " + ", ".join(SOURCES))
+        elif isinstance(v, StaticCall) and v.name in ("csv", "npz", "npy", "idx") and \
+                not all(isinstance(a, str) for a in v.args):
+            diag.error(v.span, f"{v.name} takes file names in double quotes",
+                       'for example csv("data.csv", label="class")')
         else:
             s.data = v
     if "split" in t:
@@ -75,6 +82,9 @@ def resolve(model: ModelIR, file: str, source: str) -> TrainSettings:
         v, span = t["batch"]
         if isinstance(v, Ref) and v.name == "full":
             s.batch = None
+        elif isinstance(v, Ref):
+            diag.error(span, f"'batch' is a whole number >= 1 or full, got {v.name}",
+                       did_you_mean(v.name, ["full"]) or "for batch gradient descent write `batch = full`")
         else:
             s.batch = num("batch", 1, integer=True)
     if "epochs" in t:
@@ -103,9 +113,14 @@ def resolve(model: ModelIR, file: str, source: str) -> TrainSettings:
     if "stop" in t:
         v, span = t["stop"]
         s.stop = early_stop(v, span, model, diag)
-    for key in ("standardize", "device"):
-        if key in t:
-            diag.error(t[key][1], f"train setting '{key}' is not supported yet")
+    if "standardize" in t:
+        v, span = t["standardize"]
+        if not isinstance(v, bool):
+            diag.error(span, f"standardize is true or false, got {show(v)}")
+        else:
+            s.standardize = v
+    if "device" in t:
+        diag.error(t["device"][1], "train setting 'device' is not supported yet")
     if model.schedule is not None:
         s.schedule = schedule_of(model.schedule, diag)
     diag.raise_if_errors()
@@ -113,13 +128,16 @@ def resolve(model: ModelIR, file: str, source: str) -> TrainSettings:
 
 
 def show(v) -> str:
+    if v is None:                    # static_value of an expression that is not a constant
+        return "an expression that is not a constant"
     return v.name if isinstance(v, (Ref, StaticCall)) else repr(v)
 
 
 def default_metrics(model: ModelIR) -> List[str]:
     if model.target is None:
         return []
-    if model.target.kind == "real" and "binary_cross_entropy" in model.loss_kinds:
+    if model.target.kind == "real" and "binary_cross_entropy" in model.loss_kinds \
+            and int(np.prod(model.target.shape)) == 1:       # one 0/1 output: a binary classifier
         return ["accuracy"]
     return M.default_metrics(model.target.kind)
 
@@ -137,7 +155,7 @@ def early_stop(v, span, model: ModelIR, diag: Collector) -> Optional[EarlyStop]:
     kw = v.kw()
     for k in kw:
         if k not in ("patience", "min_delta", "monitor"):
-            diag.error(span, f"unknown argument '{k}' of early",
+            diag.error(v.span_of(k), f"unknown argument '{k}' of early",
                        did_you_mean(k, ["patience", "min_delta", "monitor"]) or "allowed: patience, min_delta")
     mon = v.args[0] if v.args else kw.get("monitor", Ref("val.loss"))
     mon = mon.name if isinstance(mon, Ref) else str(mon)
@@ -151,8 +169,12 @@ def early_stop(v, span, model: ModelIR, diag: Collector) -> Optional[EarlyStop]:
     mode = "min" if metric in losses else ("max" if M.METRICS[metric].greater_is_better else "min")
     patience = kw.get("patience", 10)
     min_delta = kw.get("min_delta", 0.0)
-    if not isinstance(patience, (int, float)) or patience < 0 or patience != int(patience):
-        diag.error(span, "patience must be a whole number >= 0")
+    if isinstance(patience, bool) or not isinstance(patience, (int, float)) or patience < 0 \
+            or patience != int(patience):
+        diag.error(v.span_of("patience"), f"patience must be a whole number >= 0, got {show(patience)}")
+        return None
+    if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or min_delta < 0:
+        diag.error(v.span_of("min_delta"), f"min_delta must be a number >= 0, got {show(min_delta)}")
         return None
     return EarlyStop(mon, int(patience), float(min_delta), mode)
 
@@ -166,15 +188,19 @@ def schedule_of(call, diag: Collector):
         return ("constant", {})
     allowed = list(S.SCHEDULE_ARGS[call.name])
     kwargs = {}
+    errors = len(diag.errors)
     if len(call.args) > len(allowed):
-        diag.error(call.span, f"schedule {call.name} takes {len(allowed)} arguments ({', '.join(allowed)})")
+        diag.error(call.span, f"schedule {call.name} takes {len(allowed)} arguments ({', '.join(allowed)}), "
+                   f"got {len(call.args)}")
     for k, v in zip(allowed, call.args):
         kwargs[k] = v
     for k, v in call.kwargs:
         if k not in allowed:
-            diag.error(call.span, f"unknown argument '{k}' of schedule {call.name}",
+            diag.error(call.span_of(k), f"unknown argument '{k}' of schedule {call.name}",
                        did_you_mean(k, allowed) or "allowed: " + ", ".join(allowed))
         kwargs[k] = v
+    if len(diag.errors) > errors:       # make_schedule would only repeat what was said
+        return ("constant", {})
     if "then" in kwargs:
         inner = kwargs["then"]
         if isinstance(inner, (StaticCall, Ref)):
@@ -213,3 +239,95 @@ def load(source, base_dir: str) -> D.Dataset:
             raise D.DataError('idx: give the images and labels files, e.g. idx("images.gz", "labels.gz")')
         return D.load_idx(path(args[0]), path(args[1]))
     raise D.DataError(f"unknown data source '{name}'")
+
+
+# ------------------------------------------------------------------ data specs
+# A data source as plain JSON ({"source": name, "args": [...], "kwargs": {...}}, file paths made
+# absolute) so that a run directory or a checkpoint can reload exactly the data it trained on.
+FILE_SOURCES = ("csv", "npz", "npy", "idx")
+
+
+def data_spec(source, base_dir: str) -> dict:
+    """The JSON form of a train block's `data` value (a StaticCall or a Ref; a spec is kept)."""
+    if isinstance(source, dict):
+        return source
+    args = list(source.args) if isinstance(source, StaticCall) else []
+    kw = source.kw() if isinstance(source, StaticCall) else {}
+    if source.name in FILE_SOURCES:
+        args = [os.path.normpath(os.path.join(base_dir, a)) if isinstance(a, str) else a for a in args]
+    plain = lambda v: v.name if isinstance(v, (Ref, StaticCall)) else v
+    return {"source": source.name, "args": [plain(a) for a in args],
+            "kwargs": {k: plain(v) for k, v in kw.items()}}
+
+
+def spec_text(spec: dict) -> str:
+    """`moons(n=2000, seed=0)`, `csv("/abs/data.csv", label="y")`, `digits`."""
+    parts = [repr(a) if not isinstance(a, str) else f'"{a}"' for a in spec["args"]]
+    parts += [f"{k}=" + (f'"{v}"' if isinstance(v, str) else repr(v)) for k, v in spec["kwargs"].items()]
+    return spec["source"] + (f"({', '.join(parts)})" if parts or spec["source"] != "digits" else "")
+
+
+def load_spec(spec: dict) -> D.Dataset:
+    """Load the data a spec names (raises DataError)."""
+    call = StaticCall(spec["source"], tuple(spec["args"]), tuple(spec["kwargs"].items()), NO_SPAN)
+    return load(call if spec["args"] or spec["kwargs"] else Ref(spec["source"]), os.getcwd())
+
+
+def parse_data_arg(text: str, label=None) -> dict:
+    """The spec of a command line's `--data`: a file (.csv, .npz, .npy; `--label` names a CSV's
+    label column), a built-in set or generator (`digits`, `moons`), or a source written as in
+    a train block (`moons(n=500, seed=1)`, `idx("images.gz", "labels.gz")`)."""
+    from netc.dsl import NetcError, parse
+    text = text.strip()
+    ext = os.path.splitext(text)[1].lower()
+    label = label_arg(label) if isinstance(label, str) else label
+    if ext in (".csv", ".txt", ".tsv"):
+        return {"source": "csv", "args": [os.path.abspath(text)], "kwargs": {} if label is None else {"label": label}}
+    if ext in (".npz", ".npy"):
+        return {"source": "npz", "args": [os.path.abspath(text)], "kwargs": {}}
+    if os.path.exists(text):
+        raise D.DataError(f"{text}: unknown data file type '{ext}'; give a .csv, .npz or .npy file, "
+                          f'or idx("images", "labels")')
+    program = parse(f"model data\ntrain {{\n  data = {text}\n}}\n", "--data")
+    item = program.of_type(__import__("netc.dsl.ast", fromlist=["TrainBlock"]).TrainBlock)[0].items[0]
+    if len(item.values) != 1:
+        raise NetcError.single(f"--data: give one data source, got '{text}'")
+    from netc.compiler.elaborate import static_value
+    v = static_value(item.values[0])
+    if not isinstance(v, (StaticCall, Ref)) or v.name not in SOURCES:
+        name = v.name if isinstance(v, (StaticCall, Ref)) else text
+        raise D.DataError(f"--data: no file or data source '{name}'"
+                          + (f" ({did_you_mean(str(name), SOURCES)})" if did_you_mean(str(name), SOURCES) else "")
+                          + f"; data sources: {', '.join(SOURCES)}")
+    spec = data_spec(v, os.getcwd())
+    if label is not None and spec["source"] == "csv":
+        spec["kwargs"]["label"] = label
+    return spec
+
+
+def label_arg(text: Optional[str]):
+    """`--label`: a column name, or a 0-based column index when it is a whole number."""
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def load_data(s: TrainSettings) -> D.Dataset:
+    """The data of the settings: a train block's source or a spec from the command line."""
+    return load_spec(s.data) if isinstance(s.data, dict) else load(s.data, s.base_dir)
+
+
+def settings_json(s: TrainSettings) -> dict:
+    """The resolved settings as JSON (what a run directory's settings.json holds)."""
+    return {
+        "data": data_spec(s.data, s.base_dir) if s.data is not None else None,
+        "split": list(s.split), "batch": "full" if s.batch is None else s.batch, "epochs": s.epochs,
+        "shuffle": s.shuffle, "seed": s.seed, "metrics": list(s.metrics),
+        "stop": None if s.stop is None else {"monitor": s.stop.monitor, "patience": s.stop.patience,
+                                             "min_delta": s.stop.min_delta, "mode": s.stop.mode},
+        "lr_scale": s.lr_scale, "schedule": [s.schedule[0], s.schedule[1]], "standardize": s.standardize,
+        "base_dir": s.base_dir,
+    }

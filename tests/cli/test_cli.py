@@ -12,7 +12,11 @@ EX = os.path.join(ROOT, "examples")
 
 
 def netc(*args, env=None, cwd=None):
+    """Run the command in a scratch directory, so run folders never land in the checkout."""
     e = dict(os.environ, **(env or {}))
+    if cwd is None:
+        import tempfile
+        cwd = tempfile.mkdtemp(prefix="netc-cli-")
     return subprocess.run([sys.executable, "-m", "netc.cli", *args], capture_output=True, text=True,
                           env=e, cwd=cwd, timeout=600)
 

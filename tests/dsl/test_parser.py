@@ -440,3 +440,10 @@ def test_shuffled_example_tokens_never_escape_as_a_python_error(tokens):
 @given(st.lists(st.sampled_from(TOKENS), max_size=80))
 def test_random_token_sequences_never_escape_as_a_python_error(tokens):
     parses_or_reports(" ".join(tokens))
+
+
+def test_a_number_too_large_to_be_finite_is_an_error():
+    err = error("model m\nx = 1e999 + 2\n")
+    (d,) = err.diagnostics
+    assert d.message == "the number 1e999 is too large"
+    assert (d.span.line, d.span.col, d.span.end_col) == (2, 5, 10)

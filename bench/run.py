@@ -1,0 +1,293 @@
+"""netc against its peers, interleaved in one run: MLP training throughput (samples/s), the
+compile time of the train step (cold and warm cache), and peak memory.
+
+    python bench/run.py [small|mnist|wide|all] [--rounds R] [--peers netc,netc-fit,numpy,torch,jax,numba]
+                        [--steps N] [--no-compile] [--json FILE] [--peer-threads N]
+
+--peer-threads N gives the peers N threads (by default they use their own defaults, which on
+a busy machine oversubscribe the cores; netc picks its BLAS thread count itself).
+
+The configurations, data, initial weights and peer implementations are those of
+../shared/bench/peers.py and ../shared/bench/numba_ref.py (imported, not copied; set
+NETC_PEERS_DIR to point elsewhere). Each measurement runs in its own subprocess (so peak
+memory is that process's ru_maxrss and no peer warms another's caches), and the peers are
+interleaved round by round; the best round of each is reported. netc is measured twice: the
+raw `artifact.train_step` loop over pre-sliced batches (what the peers measure), and
+`Model.fit` (the real training loop: batching, loss checks, per-epoch metrics).
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEERS_DIR = os.environ.get("NETC_PEERS_DIR", os.path.join(ROOT, "..", "shared", "bench"))
+ALL_PEERS = ["netc", "netc-fit", "numpy", "torch", "jax", "numba"]
+
+
+def net_source(name: str, sizes) -> str:
+    """The peers' MLP as a .net program: ReLU hidden layers, softmax cross-entropy, SGD momentum."""
+    lines = [f"model {name}", f"input x[{sizes[0]}]", f"target y: class[{sizes[-1]}]"]
+    prev = "x"
+    for k, o in enumerate(sizes[1:-1]):
+        lines.append(f"h{k + 1} = relu(dense({prev}, {o}))")
+        prev = f"h{k + 1}"
+    lines += [f"p = softmax(dense({prev}, {sizes[-1]}))", "loss cross_entropy(p, y)", "output p",
+              "optimizer sgd(lr=0.01, momentum=0.9)"]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- workers (one per subprocess)
+def _peers():
+    sys.path.insert(0, os.path.abspath(PEERS_DIR))
+    import peers
+    return peers
+
+
+def _netc_model(peers, which, sizes):
+    import netc
+    m = netc.compile(net_source(which, sizes))
+    Ws, bs = peers.init(sizes)
+    names = list(m.params)
+    for k in range(len(Ws)):               # dense k: W then b, in the order the layers are defined
+        m.params[names[2 * k]] = Ws[k]
+        m.params[names[2 * k + 1]] = bs[k]
+    return m
+
+
+def work_netc(peers, which, sizes, batch, steps, X, y):
+    import numpy as np
+    m = _netc_model(peers, which, sizes)
+    nb = len(X) // batch
+    xs = [np.ascontiguousarray(X[j * batch:(j + 1) * batch]) for j in range(nb)]
+    ts = [np.ascontiguousarray(y[j * batch:(j + 1) * batch], np.int64) for j in range(nb)]
+    params = [m.params[n] for n in m.params]
+    states = [m.state[s.name] for s in m.artifact.states]
+    losses = np.zeros(len(m.loss_names))
+    lr = np.float32(0.01)
+    step_no = [np.float32(i + 1) for i in range(steps + 64)]
+    train_step = m.artifact.train_step
+
+    def step(i):
+        j = i % nb
+        train_step(xs[j], ts[j], lr, step_no[i % len(step_no)], params, states, losses)
+    return peers.timeit(step, steps), {"loss": float(losses[0]), "threads": m.artifact.threads}
+
+
+def work_netc_fit(peers, which, sizes, batch, steps, X, y):
+    import numpy as np
+    m = _netc_model(peers, which, sizes)
+    nb = len(X) // batch
+    epochs = max(1, steps // nb)
+    m.fit(X, y, epochs=1, batch=batch, shuffle=False)             # warm: compile, buffers
+    t = time.perf_counter()
+    m.fit(X, y, epochs=epochs, batch=batch, shuffle=False)
+    t = time.perf_counter() - t
+    return t * steps / (epochs * nb), {}
+
+
+def work_numpy(peers, which, sizes, batch, steps, X, y):
+    return peers.bench_numpy(sizes, batch, steps, X, y), {}
+
+
+def work_torch(peers, which, sizes, batch, steps, X, y):
+    import torch
+    return peers.bench_torch(sizes, batch, steps, X, y), {"threads": torch.get_num_threads()}
+
+
+def work_jax(peers, which, sizes, batch, steps, X, y):
+    return peers.bench_jax(sizes, batch, steps, X, y), {}
+
+
+def work_numba(peers, which, sizes, batch, steps, X, y):
+    import numpy as np
+    import numba_ref as R
+    Ws, bs = peers.init(sizes)
+    nbt = len(X) // batch
+    xs = [np.ascontiguousarray(X[j * batch:(j + 1) * batch]) for j in range(nbt)]
+    ts = [y[j * batch:(j + 1) * batch].astype(np.int64) for j in range(nbt)]
+    vs = [np.zeros_like(a) for a in Ws]
+    vbs = [np.zeros_like(b) for b in bs]
+    lr, mom = np.float32(0.01), np.float32(0.9)
+    if len(Ws) == 2:
+        f = lambda i: R.step2(xs[i % nbt], ts[i % nbt], Ws[0], bs[0], Ws[1], bs[1], vs[0], vbs[0], vs[1], vbs[1], lr, mom)
+    else:
+        f = lambda i: R.step3(xs[i % nbt], ts[i % nbt], Ws[0], bs[0], Ws[1], bs[1], Ws[2], bs[2],
+                              vs[0], vbs[0], vs[1], vbs[1], vs[2], vbs[2], lr, mom)
+    return peers.timeit(f, steps), {}
+
+
+def work_compile(peers, which, sizes, batch, steps, X, y):
+    """Compile time of the train step in this process: netc.compile + the first train_step
+    call (where Numba compiles it, or loads it from its cache)."""
+    import numpy as np
+    t0 = time.perf_counter()
+    import netc
+    t_import = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    m = netc.compile(net_source(which, sizes))
+    t_compile = time.perf_counter() - t0
+    xs, ts = np.ascontiguousarray(X[:batch]), np.ascontiguousarray(y[:batch], np.int64)
+    t0 = time.perf_counter()
+    m.artifact.train_step(xs, ts, np.float32(0.01), np.float32(1), list(m.params.values()),
+                          [m.state[s.name] for s in m.artifact.states], np.zeros(1))
+    t_first = time.perf_counter() - t0
+    return t_compile + t_first, {"import_s": t_import, "compile_s": t_compile, "first_call_s": t_first,
+                                 "timings": m.artifact.timings}
+
+
+WORKERS = {"netc": work_netc, "netc-fit": work_netc_fit, "numpy": work_numpy, "torch": work_torch,
+           "jax": work_jax, "numba": work_numba, "compile": work_compile}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited across exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def limit_peer_threads(n: int) -> None:
+    """--peer-threads N: the peers get N threads too (BLAS, PyTorch intra-op, XLA)."""
+    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+    import threadpoolctl
+    threadpoolctl.threadpool_limits(n)
+    try:
+        import torch
+        torch.set_num_threads(n)
+    except ImportError:
+        pass
+
+
+def worker(peer: str, which: str, steps: int) -> None:
+    if os.environ.get("NETC_BENCH_PEER_THREADS") and not peer.startswith("netc") and peer != "compile":
+        limit_peer_threads(int(os.environ["NETC_BENCH_PEER_THREADS"]))
+    peers = _peers()
+    c = peers.CFG[which]
+    sizes, batch = c["sizes"], c["batch"]
+    X, y = peers.data(sizes, batch)
+    seconds, extra = WORKERS[peer](peers, which, sizes, batch, steps, X, y)
+    rss = peak_rss_mb()
+    print("RESULT " + json.dumps({"peer": peer, "config": which, "steps": steps, "seconds": seconds,
+                                  "samples_per_s": steps * batch / seconds, "maxrss_mb": rss, **extra}), flush=True)
+
+
+# ---------------------------------------------------------------- driver
+def run_worker(peer, which, steps, env=None, timeout=900):
+    e = dict(os.environ, **(env or {}))
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", peer, which, str(steps)],
+                       capture_output=True, text=True, env=e, timeout=timeout)
+    wall = time.perf_counter() - t0
+    for line in r.stdout.splitlines():
+        if line.startswith("RESULT "):
+            res = json.loads(line[7:])
+            res["process_wall_s"] = wall
+            return res
+    return {"peer": peer, "config": which, "error": (r.stderr.strip().splitlines() or ["no output"])[-1][:300]}
+
+
+def load() -> str:
+    return "%.2f %.2f %.2f" % os.getloadavg()
+
+
+def machine() -> str:
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        keep = [l for l in lscpu.splitlines() if l.split(":")[0].strip() in
+                ("Model name", "CPU(s)", "Thread(s) per core", "Core(s) per socket", "L2 cache", "L3 cache",
+                 "Hypervisor vendor")]
+    except OSError:
+        keep = []
+    import numba
+    import numpy
+    vers = f"python {sys.version.split()[0]}, numpy {numpy.__version__}, numba {numba.__version__}"
+    for mod in ("torch", "jax"):
+        try:
+            vers += f", {mod} {__import__(mod).__version__}"
+        except ImportError:
+            vers += f", {mod} not installed"
+    return "\n".join(keep + [f"versions: {vers}"])
+
+
+def main(argv):
+    if argv and argv[0] == "--worker":
+        worker(argv[1], argv[2], int(argv[3]))
+        return
+    which = argv[0] if argv and not argv[0].startswith("--") else "all"
+    opt = lambda k, d: argv[argv.index(k) + 1] if k in argv else d
+    rounds = int(opt("--rounds", 2))
+    peer_list = opt("--peers", ",".join(ALL_PEERS)).split(",")
+    configs = ["small", "mnist", "wide"] if which == "all" else [which]
+    peers = _peers()
+    print(machine())
+    print(f"load average at start: {load()}\n", flush=True)
+    report = {"machine": machine(), "results": {}, "compile": None}
+    for cfg in configs:
+        steps = int(opt("--steps", peers.CFG[cfg]["steps"]))
+        best = {}
+        for r in range(rounds):
+            for peer in peer_list:
+                before = load()
+                env = {"NETC_BENCH_PEER_THREADS": opt("--peer-threads", "")}
+                res = run_worker(peer, cfg, steps, env=env)
+                res["load_before"], res["load_after"] = before, load()
+                if "error" in res:
+                    print(f"{cfg:6s} {peer:9s} round {r + 1}: failed: {res['error']}", flush=True)
+                    best.setdefault(peer, res)
+                    continue
+                print(f"{cfg:6s} {peer:9s} round {r + 1}: {res['samples_per_s']:12.0f} samples/s  "
+                      f"peak {res['maxrss_mb']:6.0f} MB  load {before}", flush=True)
+                if "samples_per_s" not in best.get(peer, {}) or res["samples_per_s"] > best[peer]["samples_per_s"]:
+                    best[peer] = res
+        report["results"][cfg] = best
+        print_table(cfg, best)
+    if "--no-compile" not in argv:
+        report["compile"] = compile_times()
+    if "--json" in argv:
+        with open(opt("--json", "bench/results.json"), "w") as f:
+            json.dump(report, f, indent=1, default=str)
+
+
+def print_table(cfg, best):
+    n = best.get("netc", {}).get("samples_per_s")
+    print(f"\n{cfg}: samples/s (best of rounds), ratio netc/peer, peak RSS")
+    for peer, res in best.items():
+        if "samples_per_s" not in res:
+            print(f"  {peer:9s} failed: {res.get('error')}")
+            continue
+        ratio = f"{n / res['samples_per_s']:7.2f}x" if n and peer != "netc" else ""
+        print(f"  {peer:9s} {res['samples_per_s']:12.0f}  {ratio:9s} {res['maxrss_mb']:6.0f} MB   load {res['load_before']}")
+    print(flush=True)
+
+
+def compile_times():
+    """mnist train step: cold (empty cache), then warm (the same cache), each in a fresh process."""
+    with tempfile.TemporaryDirectory() as d:
+        env = {"NETC_CACHE_DIR": d}
+        out = {}
+        for kind in ("cold", "warm", "warm"):
+            res = run_worker("compile", "mnist", 1, env=env)
+            if "error" in res:
+                print(f"compile {kind}: failed: {res['error']}")
+                continue
+            res["load"] = load()
+            out.setdefault(kind, res)
+            print(f"mnist train step compile, {kind:4s}: {res['seconds']:.2f} s (netc.compile {res['compile_s']:.2f} s "
+                  f"+ first call {res['first_call_s']:.2f} s; import netc {res['import_s']:.2f} s; "
+                  f"process {res['process_wall_s']:.2f} s)  load {res['load']}", flush=True)
+        return out
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,68 @@
+"""Thread counts. On a small machine a BLAS pool and a Numba pool oversubscribe the cores and a
+step becomes many times slower, so netc decides both.
+
+The generated kernels are serial loops around BLAS calls: the only parallelism of a step is
+BLAS's. So BLAS gets the cores this process may run on that other processes are not already
+keeping busy (cores minus the 1-minute load average, at least 1), or `--threads N`, through
+threadpoolctl: a BLAS thread that has to share its core makes every other one wait for it; Numba's own pool is not started by netc (starting it would only add idle
+threads), and when something else already started it, it is limited to the same count.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, Optional
+
+_chosen: Dict[str, object] = {}
+_limiter = None
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def configure(threads: Optional[int] = None) -> Dict[str, object]:
+    """Set the thread counts (once per process, unless `threads` is given) and return what
+    was chosen: {"threads", "source", "blas": [library names], "numba"}."""
+    global _limiter
+    if _chosen and threads is None:
+        return dict(_chosen)
+    cores = available_cores()
+    if threads:
+        n, source = int(threads), "--threads"
+    elif os.environ.get("NETC_THREADS", "").strip().isdigit() and int(os.environ["NETC_THREADS"]) > 0:
+        n, source = int(os.environ["NETC_THREADS"]), "NETC_THREADS"
+    else:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):
+            load = 0.0
+        n = max(1, min(cores, int(cores - load + 0.5)))
+        source = f"{cores} cores available, load average {load:.1f}"
+    blas = []
+    try:
+        import threadpoolctl
+        _limiter = threadpoolctl.threadpool_limits(n, user_api="blas")
+        blas = sorted({f"{i['internal_api']}" for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"})
+    except Exception as e:         # threadpoolctl missing or a BLAS it cannot drive: say so
+        blas = [f"not set ({type(e).__name__})"]
+    numba_threads = "pool not started (kernels are serial)"
+    try:
+        import numba
+        from numba.np.ufunc import parallel
+        if getattr(parallel, "_is_initialized", False):
+            k = min(n, numba.config.NUMBA_NUM_THREADS)
+            numba.set_num_threads(k)
+            numba_threads = k
+    except Exception:
+        pass
+    _chosen.clear()
+    _chosen.update(threads=n, source=source, blas=blas, numba=numba_threads)
+    return dict(_chosen)
+
+
+def describe(chosen: Dict[str, object]) -> str:
+    return (f"threads: BLAS {chosen['threads']} ({', '.join(chosen['blas']) or 'no BLAS found'}), "
+            f"Numba {chosen['numba']}; from {chosen['source']}")

@@ -1,0 +1,213 @@
+"""A training run from a `.net` file, as `netc train` does it: compile, load and split the
+data, standardize, train with a run directory, and resume such a run exactly. Also the data
+preparation `netc eval` and `netc plot` share."""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from netc.dsl import NetcError
+
+from . import checkpoint
+from . import data as D
+from .model import History, LoopState, Model
+from .rundir import RunDir, source_changes
+from .settings import load_data, load_spec, settings_json
+
+
+def _version() -> str:
+    from netc import __version__
+    return __version__
+
+
+def load_dataset(model: Model, spec: Optional[dict] = None) -> D.Dataset:
+    """The data of `spec` (default: the model's train block), checked against the model;
+    string labels are numbered by the model's class names when it has them."""
+    t = model.ir.target
+    if t is None:
+        raise NetcError.single(f"{model.file}: model '{model.name}' has no target, so it cannot be "
+                               f"trained or evaluated on labelled data")
+    if spec is None and model.settings.data is None:
+        raise NetcError.single(f"{model.file}: the train block names no data",
+                               hint="add `data = ...` to the train block, or give --data")
+    ds = load_spec(spec) if spec is not None else load_data(model.settings)
+    ds = model.remap_classes(ds)
+    width = t.classes if t.kind == "class" else int(np.prod(t.shape))
+    return D.validate(ds, model.ir.input_shape, t.kind, width, ds.name or "data")
+
+
+def data_hash(ds: D.Dataset) -> str:
+    h = hashlib.sha256()
+    for a in (ds.X, ds.y):
+        a = np.ascontiguousarray(a)
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def split(model: Model, ds: D.Dataset):
+    """(train, val, test) as the settings cut them (stratified for class targets), unprepared."""
+    s = model.settings
+    return D.split(ds, s.split, s.seed, model.ir.target.kind == "class")
+
+
+def prepare_splits(model: Model, parts):
+    return tuple(model.prepare(d.X, d.y, d.name) for d in parts)
+
+
+def apply_overrides(model: Model, ov: dict) -> None:
+    s = model.settings
+    if ov.get("seed") is not None:
+        s.seed = int(ov["seed"])
+    if ov.get("epochs") is not None:
+        s.epochs = int(ov["epochs"])
+    if ov.get("batch") is not None:
+        s.batch = None if ov["batch"] == "full" else int(ov["batch"])
+    if ov.get("data") is not None:
+        s.data = ov["data"]
+
+
+def check_overrides(ov: dict) -> None:
+    if ov.get("epochs") is not None and int(ov["epochs"]) < 0:
+        raise NetcError.single(f"--epochs must be >= 0, got {ov['epochs']}")
+    b = ov.get("batch")
+    if b is not None and b != "full":
+        try:
+            ok = int(b) >= 1
+        except ValueError:
+            ok = False
+        if not ok:
+            raise NetcError.single(f"--batch is a number >= 1 or 'full', got '{b}'")
+
+
+@dataclass
+class Job:
+    model: Model
+    train: D.Dataset
+    val: D.Dataset
+    test: D.Dataset
+    run: Optional[RunDir]
+    resume: Optional[tuple] = None          # (LoopState, best params, records) for Model._fit
+    compile_s: float = 0.0
+    notes: list = field(default_factory=list)
+
+    def fit(self, progress) -> History:
+        return self.model._fit(self.train, self.val if len(self.val.X) else None, run=self.run,
+                               resume=self.resume, progress=progress)
+
+    def results(self) -> dict:
+        m = self.model
+        res = {"model": m.name, "epochs": m.epoch}
+        for name, d in (("train", self.train), ("val", self.val), ("test", self.test)):
+            if len(d.X):
+                res[name] = m._metrics(d)
+        return res
+
+
+def new_job(file: str, *, dtype: Optional[str] = None, disabled=(), out: Optional[str] = None,
+            overrides: Optional[dict] = None, run_dir: bool = True) -> Job:
+    """Compile `file`, load and split its data (or overrides["data"]), fit the scaler on the
+    training split if asked, and create the run directory."""
+    import netc
+    ov = {k: v for k, v in (overrides or {}).items() if v is not None}
+    check_overrides(ov)
+    t0 = time.perf_counter()
+    model = netc.compile(file, dtype=dtype or "float32", seed=ov.get("seed"), disabled_passes=tuple(disabled))
+    compile_s = time.perf_counter() - t0
+    apply_overrides(model, ov)
+    ds = load_dataset(model)
+    model.classes = ds.classes
+    parts = split(model, ds)
+    if model.settings.standardize:
+        model.fit_scaler(parts[0].X)
+    train, val, test = prepare_splits(model, parts)
+    rd = None
+    if run_dir:
+        doc = {"netc": _version(), "model": model.name, "file": os.path.abspath(file),
+               "source_file": f"{model.name}.net", "dtype": model.artifact.dtype, "no_pass": list(disabled),
+               "overrides": ov, "settings": settings_json(model.settings), "classes": model.classes,
+               "data": {"sha256": data_hash(ds), "samples": len(ds.X), "train": len(train.X),
+                        "val": len(val.X), "test": len(test.X)},
+               "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        rd = RunDir.create(out, model, doc)
+    return Job(model, train, val, test, rd, compile_s=compile_s)
+
+
+RESUME_FIXED = ("seed", "batch", "data", "dtype", "no_pass", "out")
+
+
+def resume_job(path: str, file: Optional[str] = None, *, epochs: Optional[int] = None,
+               given: Optional[dict] = None) -> Job:
+    """Continue the run in `path` from its `last` checkpoint: the same source, settings, data,
+    params, optimizer and schedule state, shuffle generator and early-stopping state, so that
+    it ends exactly where the uninterrupted run would. `file`, when given, must hold the same
+    model (comments and blank lines aside). `epochs` may extend a run."""
+    from netc.runtime.settings import resolve
+    from netc.compiler.pipeline import compile_program
+    from netc.dsl import parse
+    rd = RunDir(path)
+    for k, v in (given or {}).items():
+        if v not in (None, False, [], ()):
+            raise NetcError.single(f"--{k.replace('_', '-')} cannot be given with --resume: the run keeps "
+                                   f"its settings", hint="start a new run to change them")
+    try:
+        doc = rd.read_settings()
+        meta, arrays = checkpoint.read(rd.last)
+    except ValueError as e:
+        raise NetcError.single(str(e)) from None
+    if meta.get("training") is None or "done" not in meta["training"]:
+        raise NetcError.single(f"{rd.last}: this checkpoint holds no training state to resume from")
+    source = meta["source"]
+    shown = file or doc.get("file") or meta.get("file")
+    if file is not None:
+        try:
+            with open(file, encoding="utf-8") as f:
+                current = f.read()
+        except OSError as e:
+            raise NetcError.single(f"cannot read {file}: {e.strerror}") from None
+        changes = source_changes(source, current)
+        if changes:
+            raise NetcError.single(
+                f"{file} has changed since the run in {path} started, so resuming would not continue "
+                f"the same training:\n" + "\n".join(changes),
+                hint=f"put the file back as it was (the run's copy is {os.path.join(path, doc.get('source_file', ''))}), "
+                     f"or start a new run without --resume")
+    t0 = time.perf_counter()
+    program = parse(source, shown)
+    art = compile_program(program, dtype=meta["dtype"], disabled=tuple(doc.get("no_pass", ())))
+    model = Model(art, resolve(art.model, shown, source), shown, source)
+    compile_s = time.perf_counter() - t0
+    apply_overrides(model, doc.get("overrides", {}))
+    model.classes = meta.get("classes")
+    try:
+        best = model.load_arrays(arrays, rd.last)
+    except ValueError as e:
+        raise NetcError.single(str(e)) from None
+    model.step, model.epoch = int(meta["step"]), int(meta["epoch"])
+    st = LoopState.from_json(meta["training"])
+    ds = load_dataset(model)
+    if data_hash(ds) != doc.get("data", {}).get("sha256"):
+        raise D.DataError(f"{ds.name}: the data differs from the data the run in {path} started with; "
+                          f"resuming needs the same data")
+    train, val, test = prepare_splits(model, split(model, ds))
+    notes = []
+    if epochs is not None and epochs != st.epochs:
+        if epochs < st.done:
+            raise NetcError.single(f"--epochs {epochs}: the run in {path} has already done {st.done} epochs")
+        if st.stopped_epoch is None:
+            st.epochs, st.finished = epochs, st.done >= epochs
+            model.settings.epochs = epochs
+            notes.append(f"the run now has {epochs} epochs")
+    records = rd.truncate(st.done)
+    if st.finished:
+        why = f"early stopping ended it at epoch {st.stopped_epoch}" if st.stopped_epoch else \
+            f"it ran all {st.epochs} epochs"
+        notes.append(f"the run in {path} has finished ({why}); nothing to resume")
+    else:
+        notes.append(f"resuming the run in {path} at epoch {st.done + 1} of {st.epochs}")
+    return Job(model, train, val, test, rd, (st, best, records), compile_s, notes)

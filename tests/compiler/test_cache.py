@@ -1,0 +1,102 @@
+"""The kernel cache: content-addressed, safe when two processes compile the same model at once,
+a damaged entry is detected and rebuilt; `netc cache info|clear`; `--threads` and
+`--verbose` of `netc train`."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from netc.compiler import cache
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+XOR = os.path.join(ROOT, "examples", "xor.net")
+
+WORKER = """
+import sys, json, numpy as np, netc
+m = netc.compile(sys.argv[1], seed=0)
+rng = np.random.default_rng(0)
+X = rng.standard_normal((32, 2)).astype(np.float32); y = rng.integers(0, 2, 32)
+m.fit(X, y, epochs=3, batch=8, shuffle=False)
+print(json.dumps({k: v.tolist() for k, v in m.params.items()}))
+"""
+
+
+def run(args, env, cwd=None):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, **env), cwd=cwd)
+
+
+def test_two_processes_compile_the_same_model_at_once(tmp_path):
+    env = {"NETC_CACHE_DIR": str(tmp_path / "cache")}
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, XOR], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=dict(os.environ, **env)) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+    a, b = (json.loads(o.strip().splitlines()[-1]) for o, _ in outs)
+    assert a == b
+    entries = list((tmp_path / "cache").iterdir())
+    assert len(entries) == 1
+    folder = entries[0]
+    assert sorted(f.name for f in folder.iterdir() if not f.name.startswith(".")) == ["__pycache__", "kernels.py", "meta.json"]
+    assert not [f for f in folder.iterdir() if f.name.startswith(".tmp-")]     # no temporary leftovers
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["sha256"] == cache.sha256((folder / "kernels.py").read_text())
+    # and a third process finds it (warm: no new entry, same result)
+    third = run(["-c", WORKER, XOR], env)
+    assert third.returncode == 0 and json.loads(third.stdout.strip().splitlines()[-1]) == a
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+
+
+def test_damaged_entry_is_detected_and_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("NETC_CACHE_DIR", str(tmp_path / "c"))
+    source = "import numpy as np\nfrom numba import njit\n\n@njit(cache=True)\ndef f(x):\n    return x + 1\n"
+    folder = cache.ensure_entry(source, "cpu", "t")
+    path = folder / "kernels.py"
+    assert cache.entries()[0]["ok"]
+    path.write_text(source.replace("x + 1", "x + 2"))            # damaged: the source no longer matches
+    assert not cache.entries()[0]["ok"]
+    (folder / "__pycache__").mkdir(exist_ok=True)
+    (folder / "__pycache__" / "stale.nbi").write_text("junk")
+    again = cache.ensure_entry(source, "cpu", "t")
+    assert again == folder and path.read_text() == source and cache.entries()[0]["ok"]
+    assert not (folder / "__pycache__" / "stale.nbi").exists()       # Numba's stale cache went too
+    (folder / "meta.json").unlink()                                # half-written: no meta
+    cache.ensure_entry(source, "cpu", "t")
+    assert cache.entries()[0]["ok"]
+    mod = cache.load_module(source, "cpu", "t")
+    assert mod.f(np.float64(1.0)) == 2.0
+
+
+def test_key_depends_on_source_backend_and_versions(monkeypatch):
+    k = cache.key_of("x = 1\n")
+    assert k == cache.key_of("x = 1\n") and k != cache.key_of("x = 2\n") and k != cache.key_of("x = 1\n", "cuda")
+    monkeypatch.setattr(cache, "NETC_VERSION", "9.9.9")
+    assert cache.key_of("x = 1\n") != k
+
+
+def test_cli_cache_info_clear_threads_and_verbose(tmp_path):
+    env = {"NETC_CACHE_DIR": str(tmp_path / "cache")}
+    r = run(["-m", "netc.cli", "train", XOR, "--epochs", "2", "--quiet", "--verbose", "--threads", "1"], env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "BLAS 1" in r.stderr and "--threads" in r.stderr                   # what it chose, and why
+    for stage in ("elaborate", "codegen", "cache/import", "jit train_step"):
+        assert stage in r.stderr, stage
+    assert "stabilize" in r.stderr and "memplan" in r.stderr                  # which rewrites fired
+    info = run(["-m", "netc.cli", "cache", "info"], env)
+    assert info.returncode == 0 and "1 entries" in info.stdout and "xor" in info.stdout and " ok" in info.stdout
+    clear = run(["-m", "netc.cli", "cache", "clear"], env)
+    assert clear.returncode == 0 and "removed 1" in clear.stdout
+    assert "0 entries" in run(["-m", "netc.cli", "cache", "info"], env).stdout
+
+
+def test_cli_graph_writes_dot(tmp_path):
+    out = tmp_path / "g.dot"
+    r = run(["-m", "netc.cli", "graph", XOR, "-o", str(out)], {})
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    assert text.startswith("digraph") and 'class="backward"' in text and 'class="update"' in text
+    bad = run(["-m", "netc.cli", "graph", XOR, "-o", str(tmp_path / "g.txt")], {})
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr

@@ -1,0 +1,130 @@
+"""The generated CPU code: a steady-state train step allocates nothing (Numba's NRT statistics),
+switching any pass off changes no result beyond float rounding (on the examples), batch sizes
+may vary between calls, and outputs are fresh arrays."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import netc
+from netc.compiler.passes import PASS_NAMES
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+NRT_SCRIPT = textwrap.dedent("""
+    import os, sys
+    os.environ["NUMBA_NRT_STATS"] = "1"
+    import numpy as np, numba
+    from numba.core.runtime import rtsys
+    import netc
+    src = '''model m
+    input x[6]
+    target y: class[3]
+    h = relu(dense(x, 8))
+    p = softmax(dense(h, 3))
+    output p
+    loss main = cross_entropy(p, y)
+    loss reg = 1e-3 * l2(weights)
+    optimizer sgd(lr=0.1, momentum=0.9, nesterov=true)
+    '''
+    m = netc.compile(src, disabled_passes=sys.argv[1:])
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((16, 6)).astype(np.float32); y = rng.integers(0, 3, 16)
+    params = list(m.params.values()); states = [m.state[s.name] for s in m.artifact.states]
+    losses = np.zeros(2)
+    step = m.artifact.train_step
+    for i in range(3):
+        step(X, y, np.float32(0.1), np.float32(i + 1), params, states, losses)
+    # what unboxing the same arguments costs: a function that does nothing with them
+    fn = m.artifact.module.train_step
+    nargs = fn.nopython_signatures[0].args
+    noop = numba.njit(lambda *a: None)
+    args = [X, y, np.float32(0.1), np.float32(4)] + params + states + [losses]
+    if len(nargs) > len(args):                      # out, arena
+        args += [np.empty((16, 3), np.float32), np.empty(10, np.float32)][:len(nargs) - len(args)]
+    noop(*args)
+    def allocs(f, a, n=20):
+        s0 = rtsys.get_allocation_stats()
+        for i in range(n):
+            f(*a)
+        s1 = rtsys.get_allocation_stats()
+        return (s1.alloc - s0.alloc) / n, (s1.mi_alloc - s0.mi_alloc) / n
+    full = [X, y, np.float32(0.1), np.float32(5), params, states, losses]
+    print((allocs(step, full), allocs(noop, args)))
+""")
+
+
+def nrt_allocations(disabled=()):
+    r = subprocess.run([sys.executable, "-c", NRT_SCRIPT, *disabled], capture_output=True, text=True,
+                       timeout=600, env=dict(os.environ, NUMBA_NRT_STATS="1"))
+    assert r.returncode == 0, r.stderr
+    step, noop = eval(r.stdout.strip().splitlines()[-1])
+    return step, noop
+
+
+def test_steady_state_train_step_allocates_nothing():
+    """Per call, the compiled step allocates exactly what unboxing its arguments costs (one
+    MemInfo per array argument, the same as a do-nothing function): its body allocates nothing.
+    Without the memory plan it does allocate, so the check can fail."""
+    step, noop = nrt_allocations()
+    assert step == noop, (step, noop)
+    step_off, noop_off = nrt_allocations(["memplan"])
+    assert step_off[0] > noop_off[0] + 5, (step_off, noop_off)
+
+
+EXAMPLES = ["digits", "neuron"]      # aux head, l2, nesterov, relu, softmax CE; sigmoid BCE
+
+
+def _run_steps(name, disabled):
+    m = netc.compile(os.path.join(ROOT, "examples", f"{name}.net"), dtype="float64", seed=0,
+                     disabled_passes=disabled)
+    rng = np.random.default_rng(1)
+    d = m.ir.input_shape[0]
+    t = m.ir.target
+    params = list(m.params.values())
+    states = [m.state[s.name] for s in m.artifact.states]
+    losses = np.zeros(len(m.loss_names))
+    trace = []
+    for i, B in enumerate((16, 16, 7)):              # a partial last batch too
+        X = rng.standard_normal((B, d))
+        y = rng.integers(0, t.classes, B) if t.kind == "class" else (rng.random((B,) + t.shape) > 0.5) * 1.0
+        out = m.artifact.train_step(X, y, 0.05, float(i + 1), params, states, losses)
+        trace.append((losses.copy(), None if out is None else out.copy()))
+    return trace, {k: v.copy() for k, v in m.params.items()}, {k: v.copy() for k, v in m.state.items()}
+
+
+_reference = {}
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+@pytest.mark.parametrize("off", PASS_NAMES)
+def test_switching_a_pass_off_changes_no_result(name, off):
+    if name not in _reference:
+        _reference[name] = _run_steps(name, ())
+    ref_trace, ref_p, ref_s = _reference[name]
+    trace, p, s = _run_steps(name, (off,))
+    for (l0, o0), (l1, o1) in zip(ref_trace, trace):
+        np.testing.assert_allclose(l1, l0, rtol=1e-9, atol=1e-12)
+        if o0 is not None:
+            np.testing.assert_allclose(o1, o0, rtol=1e-9, atol=1e-12)
+    for k in ref_p:
+        np.testing.assert_allclose(p[k], ref_p[k], rtol=1e-9, atol=1e-12, err_msg=k)
+    for k in ref_s:
+        np.testing.assert_allclose(s[k], ref_s[k], rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+def test_outputs_are_fresh_arrays_and_batch_sizes_vary():
+    m = netc.compile(os.path.join(ROOT, "examples", "spiral.net"), seed=0)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((50, 2)).astype(np.float32)
+    params = list(m.params.values())
+    a = m.artifact.predict(X[:20], params)
+    b = m.artifact.predict(X[20:27], params)         # another batch size: its own arena
+    c = m.artifact.predict(X[:20], params)
+    assert a is not c and a.shape == (20, 3) and b.shape == (7, 3)
+    np.testing.assert_array_equal(a, c)
+    np.testing.assert_allclose(m.predict(X), np.concatenate([a, m.artifact.predict(X[20:], params)]), rtol=1e-6)
+    np.testing.assert_allclose(a.sum(1), 1.0, rtol=1e-5)
