@@ -80,3 +80,23 @@ def rowmin(x2):
             m = min(m, x2[i, j])
         out[i] = m
     return out
+
+
+@njit(cache=True, nogil=True)
+def logsumexp(x, k):
+    """log(sum(exp(x))) over the trailing k axes, max-shifted (the registry's array-expression
+    lowering of `logsumexp`; generated code normally emits it as a row loop)."""
+    n = 1
+    for a in range(x.ndim - k, x.ndim):
+        n *= x.shape[a]
+    x2 = np.ascontiguousarray(x).reshape((x.size // n, n))
+    out = np.empty(x2.shape[0], dtype=x2.dtype)
+    for i in range(x2.shape[0]):
+        m = x2[i, 0]
+        for j in range(1, n):
+            m = max(m, x2[i, j])
+        s = 0.0
+        for j in range(n):
+            s += np.exp(x2[i, j] - m)
+        out[i] = m + np.log(s)
+    return out

@@ -95,11 +95,11 @@ def fuse_elementwise(G: Graph) -> int:
         chosen = None
         if cands:
             union = set().union(*(members[c] for c in cands)) | {n}
-            if reach.convex(union):
+            if _valid(G, reach, union):
                 chosen = sorted(cands)
             else:       # try the largest single candidate group
                 for c in sorted(cands, key=lambda c: -len(members[c])):
-                    if reach.convex(members[c] | {n}):
+                    if _valid(G, reach, members[c] | {n}):
                         chosen = [c]
                         break
         if chosen:
@@ -118,6 +118,14 @@ def fuse_elementwise(G: Graph) -> int:
     for n, gid in group.items():
         G.node(n)["group"] = gid
     return merged
+
+
+def _valid(G: Graph, reach: "_Reach", members: set) -> bool:
+    """A group can run as one loop: convex, and no member reads a reduction of the same group
+    (the loop would read a sum it is still accumulating, e.g. expand(reduce_sum(e), like=e))."""
+    if not reach.convex(members):
+        return False
+    return not any(_is_sink(G, o) and o in members for m in members for o in G.inputs(m))
 
 
 def _is_sink(G: Graph, n: int) -> bool:

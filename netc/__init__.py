@@ -30,14 +30,17 @@ def _read(path_or_source: str):
     return text, "<string>"
 
 
-def compile(path_or_source, dtype: str = "float32", seed: Optional[int] = None, disabled_passes=()) -> Model:
+def compile(path_or_source, dtype: str = "float32", seed: Optional[int] = None, disabled_passes=(),
+            device: Optional[str] = None) -> Model:
     """Compile a `.net` file (a path) or source text into a Model with freshly initialized params.
-    Raises NetcError (with every problem of the file) for mistakes in it."""
+    `device`: "cpu", "cuda" or "auto" (the GPU when there is one); None: the train block's
+    `device = ...`, else the CPU. Raises NetcError (with every problem of the file) for mistakes
+    in it, and for "cuda" where no GPU or CUDA toolkit is present."""
     from netc.compiler.pipeline import compile_program
     from netc.runtime.settings import resolve
     source, file = _read(path_or_source)
     program = parse(source, file)
-    artifact = compile_program(program, dtype=dtype, disabled=disabled_passes)
+    artifact = compile_program(program, dtype=dtype, disabled=disabled_passes, device=device)
     settings = resolve(artifact.model, file, source)
     return Model(artifact, settings, file, source, seed)
 

@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--verbose", action="store_true", help="print the time of each compiler stage, the rewrites "
                    "that fired and the thread counts")
     t.add_argument("--threads", type=int, metavar="N", help="BLAS threads (default: the cores not kept busy by others)")
+    t.add_argument("--device", choices=["cpu", "cuda", "auto"], default=None,
+                   help="where to train: cpu, cuda (an NVIDIA GPU), auto (the GPU when there is one); "
+                        "default: the train block's `device`, else cpu")
 
     c = sub.add_parser("check", help="parse and check FILE.net, report every problem")
     c.add_argument("file", metavar="FILE.net")
@@ -45,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--stage", choices=["ast", "ir", "grad", "optimized", "kernels"], default="kernels")
     s.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     s.add_argument("--no-pass", action="append", default=[], metavar="NAME")
+    s.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="the backend whose kernels to show")
 
     gr = sub.add_parser("graph", help="draw the train graph of FILE.net (forward, backward, update; fused loops)")
     gr.add_argument("file", metavar="FILE.net")
@@ -155,7 +159,8 @@ def cmd_train(args) -> int:
             raise NetcError.single("netc train: give FILE.net (or --resume DIR)")
         spec = parse_data_arg(args.data, args.label) if args.data else None
         job = session.new_job(args.file, dtype=args.dtype, disabled=args.no_pass, out=args.out,
-                              overrides={"epochs": args.epochs, "seed": args.seed, "batch": args.batch, "data": spec})
+                              overrides={"epochs": args.epochs, "seed": args.seed, "batch": args.batch, "data": spec},
+                              device=args.device)
     model, run = job.model, job.run
     _warnings(model)
     progress = Progress.for_output(args.quiet)
@@ -326,6 +331,10 @@ def cmd_show(args) -> int:
     _check_passes(args.no_pass)
     source, file = netc._read(args.file)
     program = parse(source, file)
+    if args.stage == "kernels" and args.device == "cuda":     # the source only: no GPU needed
+        from netc.compiler.backend_cuda import kernels_source
+        print(kernels_source(program, args.dtype, args.no_pass))
+        return 0
     print(show.stage(program, args.stage, args.dtype, args.no_pass))
     return 0
 

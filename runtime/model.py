@@ -390,6 +390,7 @@ class Model:
             st.rng, st.schedule = rng.bit_generator.state, sched.state_dict()
             if run is not None:
                 run.start(self, st)
+        self._device("hold")     # a CUDA artifact keeps params on the device during the fit
         try:
             while st.done < epochs and not st.finished:
                 epoch = st.done
@@ -419,6 +420,7 @@ class Model:
                     if bar is not None:
                         bar.update(1)
                 # ----
+                self._device("sync")     # the host arrays get the device's values once per epoch
                 if not all(np.isfinite(p).all() for p in params):
                     self._diverged(train, order, bs, (n - 1) // bs, step0, lr, epoch, snap_p, snap_s, update=True)
                 self.epoch += 1
@@ -465,6 +467,7 @@ class Model:
             e.restored_epoch = st.best_epoch if best_params is not None else None
             raise
         finally:        # whatever way the run ends: early stopping's best weights
+            self._device("release")
             if best_params is not None and st.best_epoch != self.epoch:
                 for nm, a in best_params.items():
                     self._params[nm][...] = a
@@ -475,11 +478,19 @@ class Model:
         """Stop the run: find the first non-finite value of the failing step (runtime/diverge.py),
         put back the params of the epoch's start (the last good checkpoint) and raise."""
         from .diverge import diagnose
+        self._device("release", sync=False)      # the host arrays hold the epoch's start
         err = diagnose(self, train, order, bs, batch_index, step0, lr, epoch, snap_p, snap_s, update)
         for a, b in zip(snap_p + snap_s, self._args() + [self._state[x.name] for x in self.artifact.states]):
             np.copyto(b, a)
         self.step = step0
         raise err
+
+    def _device(self, what: str, **kw) -> None:
+        """hold / sync / release the device copies of params and state: a CUDA artifact keeps
+        them on the GPU during a fit (compiler/backend_cuda.py); the CPU's has nothing to do."""
+        f = getattr(self.artifact, what, None)
+        if f is not None:
+            f(**kw)
 
     def save(self, path: str) -> None:
         """Write params, optimizer state, scaler, class names and the model's source to the

@@ -110,14 +110,15 @@ class Job:
 
 
 def new_job(file: str, *, dtype: Optional[str] = None, disabled=(), out: Optional[str] = None,
-            overrides: Optional[dict] = None, run_dir: bool = True) -> Job:
+            overrides: Optional[dict] = None, run_dir: bool = True, device: Optional[str] = None) -> Job:
     """Compile `file`, load and split its data (or overrides["data"]), fit the scaler on the
     training split if asked, and create the run directory."""
     import netc
     ov = {k: v for k, v in (overrides or {}).items() if v is not None}
     check_overrides(ov)
     t0 = time.perf_counter()
-    model = netc.compile(file, dtype=dtype or "float32", seed=ov.get("seed"), disabled_passes=tuple(disabled))
+    model = netc.compile(file, dtype=dtype or "float32", seed=ov.get("seed"), disabled_passes=tuple(disabled),
+                         device=device)
     compile_s = time.perf_counter() - t0
     apply_overrides(model, ov)
     ds = load_dataset(model)

@@ -38,6 +38,7 @@ class TrainSettings:
     lr_scale: Optional[float] = None  # reference batch size: lr * batch / lr_scale
     schedule: Tuple[str, dict] = ("constant", {})
     standardize: bool = False        # fit mean/std on the train split, stored with the model
+    device: str = "cpu"              # cpu | cuda | auto: the train block's choice
     base_dir: str = "."
 
 
@@ -119,8 +120,13 @@ def resolve(model: ModelIR, file: str, source: str) -> TrainSettings:
             diag.error(span, f"standardize is true or false, got {show(v)}")
         else:
             s.standardize = v
-    if "device" in t:
-        diag.error(t["device"][1], "train setting 'device' is not supported yet")
+    if "device" in t:            # compile_program chose the backend from it; checked here too
+        v, span = t["device"]
+        name = getattr(v, "name", v)
+        if name not in ("cpu", "cuda", "auto"):
+            diag.error(span, f"unknown device '{show(v)}'", "one of: cpu, cuda, auto")
+        else:
+            s.device = name
     if model.schedule is not None:
         s.schedule = schedule_of(model.schedule, diag)
     diag.raise_if_errors()

@@ -163,3 +163,25 @@ def test_graph_dot_tells_forward_backward_update_apart():
     fills = {line.split('fillcolor="')[1][:7] for line in dot.splitlines() if 'class="forward"' in line}
     assert len(fills) == 1 and fills != {line.split('fillcolor="')[1][:7] for line in dot.splitlines()
                                           if 'class="backward"' in line}
+
+
+def test_fusion_never_reads_a_reduction_of_its_own_loop():
+    """expand(reduce_sum(e), like=e) must not join e's loop through `like`: the sum would be
+    read before it is complete."""
+    import numpy as np
+    from netc.compiler import fuse
+    from netc.compiler.interp import evaluate
+    from netc.compiler.ir import B, Graph
+    G = Graph()
+    x = G.leaf("input", "x", (B, 3))
+    e = G.add("exp", [x])
+    s = G.add("reduce_sum", [e], {"axes": (1,)})
+    out = G.add("mul", [e, G.add("expand", [s, e], {"axes": (1,)})])
+    G.outputs["out"] = out
+    fuse.fuse_elementwise(G)
+    groups = {n: G.node(n).get("group") for n in (e, s, out)}
+    expand = G.inputs(out)[1]
+    assert G.node(expand).get("group") != groups[s], "expand joined the loop that computes its sum"
+    X = np.random.default_rng(0).standard_normal((4, 3))
+    want = np.exp(X) * np.exp(X).sum(1, keepdims=True)
+    np.testing.assert_allclose(evaluate(G, {"x": X}, [out])[out], want)
