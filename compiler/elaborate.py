@@ -691,7 +691,8 @@ class Elaborator:
                 return None, d.name
         for node in self.predictions:      # the first prediction that predict can compute
             before = nx.ancestors(self.G.g, node)
-            if self.input[2] in before and (self.target is None or self.target.node not in before):
+            if self.input is not None and self.input[2] in before \
+                    and (self.target is None or self.target.node not in before):
                 name = next((n for n, v in top.values.items() if isinstance(v, Tensor) and v.node == node), "output")
                 return node, name
         return None, ""

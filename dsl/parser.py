@@ -95,15 +95,19 @@ class _Newlines(PostLex):
 
 
 _local = threading.local()
+# Building a grammar runs ast.literal_eval, which CPython 3.11 breaks when threads build at the
+# same moment ("AST constructor recursion depth mismatch"): construction is serialized.
+_build_lock = threading.Lock()
 
 
 def _lark() -> Tuple[Lark, _Newlines]:
     """One Lark parser per thread: its postlexer carries the state of one parse at a time."""
     if not hasattr(_local, "lark"):
         _local.newlines = _Newlines()
-        _local.lark = Lark(_GRAMMAR.read_text(encoding="utf-8"), parser="lalr",
-                           lexer="contextual", postlex=_local.newlines,
-                           propagate_positions=True, maybe_placeholders=True)
+        with _build_lock:
+            _local.lark = Lark(_GRAMMAR.read_text(encoding="utf-8"), parser="lalr",
+                               lexer="contextual", postlex=_local.newlines,
+                               propagate_positions=True, maybe_placeholders=True)
     return _local.lark, _local.newlines
 
 

@@ -270,3 +270,11 @@ def test_netc_check_prints_warnings_and_errors(tmp_path, capsys):
     assert f"{bad}:4:28: error: unknown name 'zz'" in err
     assert f"{bad}:5:42: error: unknown name 'yy'" in err
     assert "hint: did you mean 'y'?" in err
+
+
+def test_no_input_with_a_loss_on_a_second_target_is_a_diagnostic():
+    """Found by the mutation test: `input` mutated into a second `target`."""
+    src = "model m\ntarget x[3]\ntarget y[1]\ny_hat = dense(x, 1)\nloss mse(y_hat, y)\n"
+    with pytest.raises(NetcError) as e:
+        elaborate(parse(src, "m.net"))
+    assert "the model has no `input`" in str(e.value)

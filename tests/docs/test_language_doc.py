@@ -66,6 +66,6 @@ def test_a_complete_example_compiles_to_kernels():
 
 
 @pytest.mark.parametrize("name", sorted(set(BUILTINS) | set(INIT_NAMES) - {"ones"} | set(OPTIMIZER_ARGS)
-                                        | set(SCHEDULES) | set(TRAIN_KEYS) - {"device"}))
+                                        | set(SCHEDULES) | set(TRAIN_KEYS)))
 def test_every_name_is_documented(name):
     assert f"`{name}" in TEXT, f"docs/language.md does not document `{name}`"

@@ -405,7 +405,7 @@ def test_parses_in_threads():
         t.start()
     for t in threads:
         t.join()
-    assert not failures and len(results) == len(sources)
+    assert not failures and len(results) == len(sources), [str(f) for f in failures[:1]]
 
 
 # ---------------------------------------------------------------- robustness

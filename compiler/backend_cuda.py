@@ -1,0 +1,218 @@
+"""The CUDA Artifact: the runtime's three entry points (train_step, evaluate, predict with host
+NumPy arrays, the same contract as the CPU's) over device-resident params and optimizer state.
+
+Residency. By default every call uploads the arrays it is given and train_step copies the
+updated params and optimizer state back into their host arrays (correct for any caller, one
+round trip per step). A training loop calls `hold()` first: from then on train_step keeps a
+device copy of each param / state array (uploaded once, keyed by the host array's identity),
+the device copies are the true values and the host arrays go stale until `sync()` copies them
+back (the runtime does at the end of every epoch); evaluate / predict read the device copies
+while they exist. `release()` syncs (unless told not to) and goes back to the default.
+
+Imported only when a device other than the CPU is asked for: the CPU path never imports
+numba.cuda.
+"""
+from __future__ import annotations
+
+import importlib.util
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from netc.dsl import NetcError
+from netc.dsl.ast import NO_SPAN
+
+from .pipeline import functions
+
+DEVICES = ("cpu", "cuda", "auto")
+
+
+# ======================================================================= device selection
+def unavailable() -> Optional[str]:
+    """Why the CUDA backend cannot run here, or None when it can."""
+    if importlib.util.find_spec("numba_cuda") is None:
+        return "the CUDA backend needs the package numba-cuda (pip install 'netc[cuda]')"
+    try:
+        from numba import cuda
+    except ImportError as e:          # numba-cuda without its CUDA bindings
+        return f"numba.cuda cannot be imported ({e})"
+    try:
+        if not cuda.is_available():
+            return "no CUDA GPU, driver or toolkit was found (numba.cuda.is_available() is false)"
+    except Exception as e:            # a broken driver or toolkit install
+        return f"the CUDA driver or toolkit does not work: {e}"
+    return None
+
+
+def resolve_device(device: Optional[str], model=None, source: Optional[str] = None) -> str:
+    """'cpu' or 'cuda' for a requested device: None means the train block's `device = ...`
+    (else the CPU); 'auto' is the GPU when there is one, else the CPU. Raises NetcError for an
+    unknown device, or when CUDA is asked for and cannot run here."""
+    span = NO_SPAN
+    if device is None:
+        value, span = (model.train.get("device") if model is not None else None) or ("cpu", NO_SPAN)
+        device = getattr(value, "name", value)
+    if device not in DEVICES:
+        raise NetcError.single(f"unknown device '{device}'", span, "one of: cpu, cuda, auto", source)
+    if device == "cpu":
+        return "cpu"
+    why = unavailable()
+    if why is None:
+        return "cuda"
+    if device == "auto":
+        return "cpu"
+    raise NetcError.single(f"cannot train on the GPU: {why}", span,
+                           "use --device cpu, or --device auto to fall back to the CPU when there is no GPU",
+                           source)
+
+
+# ======================================================================= compiling
+def generate_source(model, G, states, dtype: str) -> str:
+    from importlib.metadata import version
+    from . import codegen_cuda
+    header = f"model '{model.name}', backend cuda, {dtype}, numba-cuda {version('numba-cuda')}"
+    return codegen_cuda.generate(G, functions(model, G, states), dtype, header)
+
+
+def compile_cuda(model, forward, G, states, report, dtype: str, timings: Dict[str, float]) -> "CudaArtifact":
+    import time
+    from .cache import load_module
+    t0 = time.perf_counter()
+    source = generate_source(model, G, states, dtype)
+    timings["codegen"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    module = load_module(source)
+    timings["cache/import"] = time.perf_counter() - t0
+    return CudaArtifact(model, forward, G, dtype, states, source, module, report, timings)
+
+
+# ======================================================================= the artifact
+class CudaArtifact:
+    """A model compiled for the GPU: the attributes and entry points of the CPU Artifact."""
+
+    device = "cuda"
+
+    def __init__(self, model, forward, graph, dtype: str, states, source: str, module,
+                 pass_report: Dict[str, int], timings: Dict[str, float]):
+        from numba import cuda
+        self.model, self.forward, self.graph, self.dtype = model, forward, graph, dtype
+        self.states, self.source, self.module = states, source, module
+        self.loss_names = [l.name for l in model.losses]
+        self.pass_report, self.timings = pass_report, timings
+        self.entries = {f: graph for f in ("train_step", "evaluate", "predict") if hasattr(module, f)}
+        self.threads: Dict[str, object] = {}
+        self._cuda = cuda
+        from . import cuda_kernels
+        self._K = cuda_kernels
+        self.dtype_type = np.dtype(dtype).type
+        self._mirrors: Dict[int, Tuple[np.ndarray, object]] = {}
+        self._holding = False
+        self._losses = None
+
+    @property
+    def has_predict(self) -> bool:
+        return hasattr(self.module, "predict")
+
+    # ------------------------------------------------------------ residency
+    def _to_device(self, a):
+        if hasattr(a, "copy_to_host"):         # already on the device
+            return a
+        return self._cuda.to_device(np.ascontiguousarray(a))
+
+    def _resident(self, a):
+        """The device copy of host array `a`, made on first use and kept."""
+        entry = self._mirrors.get(id(a))
+        if entry is None or entry[0] is not a:
+            entry = (a, self._to_device(a))
+            self._mirrors[id(a)] = entry
+        return entry[1]
+
+    def _current(self, a):
+        """The device copy while there is one, else the host value uploaded for this call."""
+        entry = self._mirrors.get(id(a))
+        return entry[1] if entry is not None and entry[0] is a else self._to_device(a)
+
+    def hold(self) -> None:
+        """Keep params and optimizer state on the device from the next train_step on."""
+        self._holding = True
+
+    def sync(self) -> None:
+        """Copy the device values of params and optimizer state into their host arrays."""
+        for host, dev in self._mirrors.values():
+            dev.copy_to_host(host)
+
+    def release(self, sync: bool = True) -> None:
+        """sync() (unless `sync` is false: the host arrays were set meanwhile, e.g. put back
+        after a diverged step), forget the device copies, stop holding."""
+        if sync:
+            self.sync()
+        self._mirrors.clear()
+        self._holding = False
+
+    def _loss_buffer(self):
+        k = len(self.loss_names)
+        if self._losses is None:
+            self._losses = self._cuda.device_array(max(k, 1), np.float64)
+        return self._losses
+
+    # ------------------------------------------------------------ the runtime's contract
+    def train_step(self, x, y, lr, step, params: list, states: list, losses):
+        arrays = list(params) + list(states)
+        dev = [self._resident(a) for a in arrays] if self._holding else [self._to_device(a) for a in arrays]
+        L = self._loss_buffer()
+        out = self.module.train_step(self._to_device(x), self._to_device(y), lr, step, *dev, L)
+        losses[:] = L.copy_to_host()[:len(losses)]
+        if not self._holding:                    # write-through: the host arrays are updated
+            for host, d in zip(arrays, dev):
+                if d is not host:
+                    d.copy_to_host(host)
+        return None if out is None else out.copy_to_host()
+
+    def train_epoch(self, X, Y, batch: int, lr, step0: int, params: list, states: list, order=None):
+        """The fast path for a whole epoch: X, Y device arrays (the data set uploaded once;
+        host arrays are uploaded here), batches of `batch` rows in `order` (a permutation,
+        gathered on the device) or as stored; params and state held on the device (see hold());
+        the loss terms summed on the device. Returns (the mean loss terms over the epoch,
+        the outputs of every batch as one device array), read by the host once."""
+        cuda = self._cuda
+        self.hold()
+        X, Y = self._to_device(X), self._to_device(Y)
+        n = X.shape[0]
+        dev = [self._resident(a) for a in list(params) + list(states)]
+        sums = cuda.to_device(np.zeros(max(len(self.loss_names), 1)))
+        L = self._loss_buffer()
+        idx = None if order is None else cuda.to_device(np.asarray(order, np.int64))
+        outs = None
+        for k, i in enumerate(range(0, n, batch)):
+            j = min(i + batch, n)
+            if idx is None:
+                xb, yb = X[i:j], Y[i:j]
+            else:
+                xb, yb = self._K.gather_rows(X, idx[i:j]), self._K.gather_rows(Y, idx[i:j])
+            out = self.module.train_step(xb, yb, lr, self.dtype_type(step0 + k + 1), *dev, L)
+            self._K.accumulate(sums, L, j - i)
+            if out is not None:
+                if outs is None:
+                    outs = cuda.device_array((n,) + tuple(out.shape[1:]), out.dtype)
+                outs[i:j].copy_to_device(out)
+        return sums.copy_to_host()[:len(self.loss_names)] / n, outs
+
+    def evaluate(self, x, y, params: list, losses):
+        L = self._loss_buffer()
+        out = self.module.evaluate(self._to_device(x), self._to_device(y), *[self._current(a) for a in params], L)
+        losses[:] = L.copy_to_host()[:len(losses)]
+        return None if out is None else out.copy_to_host()
+
+    def predict(self, x, params: list):
+        out = self.module.predict(self._to_device(x), *[self._current(a) for a in params])
+        return out.copy_to_host()
+
+
+def kernels_source(program, dtype: str = "float32", disabled=()) -> str:
+    """The generated CUDA source of a program (`netc show --stage kernels --device cuda`);
+    needs numba-cuda's code generator only, no GPU."""
+    from .elaborate import elaborate
+    from .pipeline import build_graph
+    model = elaborate(program)
+    _, G, states, _ = build_graph(model, disabled)
+    return generate_source(model, G, states, dtype)

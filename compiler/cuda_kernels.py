@@ -1,0 +1,363 @@
+"""Hand-written CUDA kernels that the generated code launches for the ops that are not
+pointwise: the tiled shared-memory matrix product (with transpose flags), row reductions
+(softmax, log-softmax, sums over trailing axes, log-sum-exp) and column reductions (sums over
+leading axes: bias gradients, batch means). Pointwise work is not here: codegen_cuda emits it
+as one fused kernel per group of the graph.
+
+Each kernel comes from a factory per (dtype, variant), so shared-array sizes and transpose
+flags are compile-time constants; `variants(dtype)` lists every one with its signature, which
+the PTX test compiles for compute capability 9.0. Imported only by the CUDA backend.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import List, Tuple
+
+import numpy as np
+from numba import cuda
+
+# the simulator (NUMBA_ENABLE_CUDASIM=1) replaces numba.cuda's functions with its own
+SIM = cuda.to_device.__module__.startswith("numba.cuda.simulator")
+
+# Launch shapes. The simulator runs every thread as a Python thread, so it gets small blocks;
+# the kernels are the same and the small tiles exercise their edge handling.
+EW_THREADS = 32 if SIM else 256          # fused pointwise kernels: threads per block,
+EW_BLOCKS = 1 if SIM else 2048           # ... at most this many blocks
+ROW_NT = 2 if SIM else 32               # row reductions: threads per row (a power of two), ...
+ROW_RPB = 8                              # ... rows per block;
+WIDE_NT = 4 if SIM else 256              # long rows: a block of WIDE_NT threads per row, ...
+WIDE_ROWS = 2 if SIM else 264            # ... when there are fewer rows than this
+COL_THREADS = 8 if SIM else 128          # column reductions: threads per block
+MM_T = 2 if SIM else 16                  # matmul: blocks of MM_T x MM_T threads, ...
+MM_RS = (1, 4) if SIM else (1, 2, 4)     # ... each computing r x r outputs (r chosen per shape),
+MM_BK = 8 if SIM else 16                 # ... stepping through k by MM_BK
+MM_BIG = 1 if SIM else 264               # the largest r that still gives this many blocks
+
+
+def _nbtype(dtype):
+    from numba import float32, float64
+    return {"float32": float32, "float64": float64}[np.dtype(dtype).name]
+
+
+def blocks(n: int, threads: int) -> int:
+    return max((n + threads - 1) // threads, 1)
+
+
+# ============================================================== matrix product
+@lru_cache(maxsize=None)
+def matmul_kernel(ta: bool, tb: bool, r: int, dtype: str):
+    """c = op(a) @ op(b), op = transpose where ta/tb. A block of T x T threads computes a
+    (T r) x (T r) tile of c, stepping through k in tiles of MM_BK held in shared memory; each
+    thread keeps r x r accumulators in registers. Tile loads are coalesced along the fastest
+    axis of the operand as stored (transposed on the way into shared memory, whose rows are
+    padded against bank conflicts)."""
+    T, BK = MM_T, MM_BK
+    BT = T * r
+    BTP = BT + 1                 # padded rows of the shared tiles (a literal: shared shapes must be)
+    NT = T * T
+    TILE = BT * BK               # elements of one operand tile
+    dt = _nbtype(dtype)
+    zero = np.dtype(dtype).type(0)
+
+    @cuda.jit(cache=not SIM)
+    def mm(a, b, c):
+        sa = cuda.shared.array((BK, BTP), dt)     # sa[k, m]
+        sb = cuda.shared.array((BK, BTP), dt)     # sb[k, n]
+        acc = cuda.local.array((r, r), dt)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        tid = ty * T + tx
+        bm = cuda.blockIdx.y * BT
+        bn = cuda.blockIdx.x * BT
+        M = c.shape[0]
+        N = c.shape[1]
+        K = a.shape[0] if ta else a.shape[1]
+        for i in range(r):
+            for j in range(r):
+                acc[i, j] = zero
+        for k0 in range(0, K, BK):
+            for e in range(tid, TILE, NT):
+                if ta:                       # a is [K, M]: consecutive threads along m
+                    kl, ml = e // BT, e % BT
+                    m, k = bm + ml, k0 + kl
+                    sa[kl, ml] = a[k, m] if (m < M and k < K) else zero
+                else:                        # a is [M, K]: along k
+                    ml, kl = e // BK, e % BK
+                    m, k = bm + ml, k0 + kl
+                    sa[kl, ml] = a[m, k] if (m < M and k < K) else zero
+                if tb:                       # b is [N, K]: along k
+                    nl, kl = e // BK, e % BK
+                    n, k = bn + nl, k0 + kl
+                    sb[kl, nl] = b[n, k] if (n < N and k < K) else zero
+                else:                        # b is [K, N]: along n
+                    kl, nl = e // BT, e % BT
+                    n, k = bn + nl, k0 + kl
+                    sb[kl, nl] = b[k, n] if (n < N and k < K) else zero
+            cuda.syncthreads()
+            for kk in range(BK):
+                for i in range(r):
+                    av = sa[kk, ty + i * T]
+                    for j in range(r):
+                        acc[i, j] += av * sb[kk, tx + j * T]
+            cuda.syncthreads()
+        for i in range(r):
+            m = bm + ty + i * T
+            if m < M:
+                for j in range(r):
+                    n = bn + tx + j * T
+                    if n < N:
+                        c[m, n] = acc[i, j]
+    return mm
+
+
+def matmul(a, b, c, ta: bool, tb: bool) -> None:
+    """Launch c = op(a) @ op(b) (device arrays), with the largest register tile that still
+    keeps the GPU busy for this shape."""
+    M, N = c.shape
+    r = MM_RS[0]
+    for cand in MM_RS:
+        if blocks(M, MM_T * cand) * blocks(N, MM_T * cand) >= MM_BIG:
+            r = cand
+    bt = MM_T * r
+    matmul_kernel(ta, tb, r, c.dtype.name)[(blocks(N, bt), blocks(M, bt)), (MM_T, MM_T)](a, b, c)
+
+
+# ============================================================== row reductions
+@lru_cache(maxsize=None)
+def row_kernel(kind: str, dtype: str, wide: bool = False):
+    """Rows of a [rows, n] array, each reduced by NT threads that stride over it and combine
+    through shared memory; a block holds RPB rows (threadIdx.y). Narrow: a warp per row, many
+    rows per block (softmax over classes); wide: a whole block per row (a long sum).
+    kind: "sum" (out[row] = sum / denom), "max", "min", "lse" (log-sum-exp, out[row]),
+    "softmax", "log_softmax" (out[row, :])."""
+    NT, RPB = (WIDE_NT, 1) if wide else (ROW_NT, ROW_RPB)
+    dt = _nbtype(dtype)
+    zero = np.dtype(dtype).type(0)
+    ninf = np.dtype(dtype).type(-np.inf)
+    is_max, is_min = kind == "max", kind == "min"       # compile-time constants
+    soft, logsoft = kind == "softmax", kind == "log_softmax"
+
+    if kind in ("sum", "max", "min"):
+        init = ninf if is_max else (-ninf if is_min else zero)
+
+        @cuda.jit(cache=not SIM)
+        def rows(x, out, denom):
+            sh = cuda.shared.array((RPB, NT), dt)
+            t = cuda.threadIdx.x
+            w = cuda.threadIdx.y
+            row = cuda.blockIdx.x * RPB + w
+            valid = row < x.shape[0]
+            s = init
+            if valid:
+                for j in range(t, x.shape[1], NT):
+                    if is_max:
+                        s = max(s, x[row, j])
+                    elif is_min:
+                        s = min(s, x[row, j])
+                    else:
+                        s += x[row, j]
+            sh[w, t] = s              # tree reduction in shared memory, written inline: a
+            cuda.syncthreads()        # device function would need a GPU to compile for
+            h = NT // 2
+            while h > 0:
+                if t < h:
+                    if is_max:
+                        sh[w, t] = max(sh[w, t], sh[w, t + h])
+                    elif is_min:
+                        sh[w, t] = min(sh[w, t], sh[w, t + h])
+                    else:
+                        sh[w, t] += sh[w, t + h]
+                cuda.syncthreads()
+                h //= 2
+            if valid and t == 0:
+                out[row] = sh[w, 0] / denom
+        return rows
+
+    @cuda.jit(cache=not SIM)
+    def rows(x, out):
+        sh = cuda.shared.array((RPB, NT), dt)
+        t = cuda.threadIdx.x
+        w = cuda.threadIdx.y
+        row = cuda.blockIdx.x * RPB + w
+        valid = row < x.shape[0]
+        n = x.shape[1]
+        m = ninf
+        if valid:
+            for j in range(t, n, NT):
+                m = max(m, x[row, j])
+        sh[w, t] = m
+        cuda.syncthreads()
+        h = NT // 2
+        while h > 0:
+            if t < h:
+                sh[w, t] = max(sh[w, t], sh[w, t + h])
+            cuda.syncthreads()
+            h //= 2
+        m = sh[w, 0]
+        cuda.syncthreads()
+        s = zero
+        if valid:
+            for j in range(t, n, NT):
+                e = math.exp(x[row, j] - m)
+                if soft:
+                    out[row, j] = e
+                s += e
+        sh[w, t] = s
+        cuda.syncthreads()
+        h = NT // 2
+        while h > 0:
+            if t < h:
+                sh[w, t] += sh[w, t + h]
+            cuda.syncthreads()
+            h //= 2
+        s = sh[w, 0]
+        if valid:
+            if soft:
+                for j in range(t, n, NT):
+                    out[row, j] = out[row, j] / s
+            elif logsoft:
+                lse = m + math.log(s)
+                for j in range(t, n, NT):
+                    out[row, j] = x[row, j] - lse
+            elif t == 0:                             # lse
+                out[row] = m + math.log(s)
+    return rows
+
+
+def _rows(kind, x, out, *extra) -> None:
+    nrows, n = x.shape
+    wide = n > 8 * ROW_NT and nrows < WIDE_ROWS
+    nt, rpb = (WIDE_NT, 1) if wide else (ROW_NT, ROW_RPB)
+    if nrows > 0:
+        row_kernel(kind, out.dtype.name, wide)[blocks(nrows, rpb), (nt, rpb)](x, out, *extra)
+
+
+def reduce_rows(x, out, denom, kind: str = "sum") -> None:
+    """out[o] = reduce_r x[o, r] (sum / denom, max or min), for x [O, R] and out [O]."""
+    _rows(kind, x, out, out.dtype.type(denom))
+
+
+def softmax_rows(x, out) -> None:
+    _rows("softmax", x, out)
+
+
+def log_softmax_rows(x, out) -> None:
+    _rows("log_softmax", x, out)
+
+
+def logsumexp_rows(x, out) -> None:
+    _rows("lse", x, out)
+
+
+# ============================================================== column reductions
+@lru_cache(maxsize=None)
+def col_kernel(kind: str, dtype: str):
+    """out[o, i] = reduce_r x[o, r, i] (sum / denom, max or min): one thread per (o, i),
+    consecutive threads on consecutive i, so each step of the loop over r reads one coalesced
+    row."""
+    zero = np.dtype(dtype).type(0)
+    ninf = np.dtype(dtype).type(-np.inf)
+    is_max, is_min = kind == "max", kind == "min"
+    init = ninf if is_max else (-ninf if is_min else zero)
+
+    @cuda.jit(cache=not SIM)
+    def cols(x, out, denom):
+        k = cuda.grid(1)
+        O, R, I = x.shape
+        if k < O * I:
+            o = k // I
+            i = k - o * I
+            s = init
+            for r in range(R):
+                if is_max:
+                    s = max(s, x[o, r, i])
+                elif is_min:
+                    s = min(s, x[o, r, i])
+                else:
+                    s += x[o, r, i]
+            out[o, i] = s / denom
+    return cols
+
+
+def reduce_cols(x, out, denom, kind: str = "sum") -> None:
+    """For x [O, R, I] and out [O, I] (I > 1): the reduction over the middle axis."""
+    n = out.shape[0] * out.shape[1]
+    col_kernel(kind, out.dtype.name)[blocks(n, COL_THREADS), COL_THREADS](x, out, out.dtype.type(denom))
+
+
+# ============================================================== the epoch fast path
+@cuda.jit(cache=not SIM)
+def _gather(x, idx, out):
+    """out[i, :] = x[idx[i], :] for 2-D views."""
+    k = cuda.grid(1)
+    w = x.shape[1]
+    if k < out.shape[0] * w:
+        i = k // w
+        out[i, k - i * w] = x[idx[i], k - i * w]
+
+
+def gather_rows(x, idx):
+    """The rows idx of device array x, as a new device array (a shuffled batch)."""
+    out = cuda.device_array((idx.shape[0],) + tuple(x.shape[1:]), x.dtype)
+    w = 1
+    for d in x.shape[1:]:
+        w *= d
+    n = idx.shape[0] * w
+    if n:
+        _gather[blocks(n, EW_THREADS), EW_THREADS](x.reshape((x.shape[0], w)), idx, out.reshape((idx.shape[0], w)))
+    return out
+
+
+@cuda.jit(cache=not SIM)
+def _accumulate(sums, terms, w):
+    k = cuda.grid(1)
+    if k < sums.shape[0] and k < terms.shape[0]:
+        sums[k] += terms[k] * w
+
+
+def accumulate(sums, terms, w) -> None:
+    """sums += terms * w on the device (the loss terms of a batch of w samples)."""
+    _accumulate[1, max(sums.shape[0], 1)](sums, terms, float(w))
+
+
+# ============================================================== small helpers
+def launch(kernel, n: int, *args) -> None:
+    """A fused pointwise kernel over n elements (its threads stride over them when there are
+    more than EW_BLOCKS * EW_THREADS)."""
+    if n > 0:
+        kernel[min(blocks(n, EW_THREADS), EW_BLOCKS), EW_THREADS](n, *args)
+
+
+def variants(dtype: str) -> List[Tuple[object, str]]:
+    """Every kernel of this module for `dtype`, with a signature, for ahead-of-time checks."""
+    a2 = f"{dtype}[:, ::1]"
+    out = []
+    for ta in (False, True):
+        for tb in (False, True):
+            for r in MM_RS:
+                out.append((matmul_kernel(ta, tb, r, dtype), f"({a2}, {a2}, {a2})"))
+    for wide in (False, True):
+        for kind in ("sum", "max", "min"):
+            out.append((row_kernel(kind, dtype, wide), f"({a2}, {dtype}[::1], {dtype})"))
+        for kind in ("softmax", "log_softmax"):
+            out.append((row_kernel(kind, dtype, wide), f"({a2}, {a2})"))
+        out.append((row_kernel("lse", dtype, wide), f"({a2}, {dtype}[::1])"))
+    for kind in ("sum", "max", "min"):
+        out.append((col_kernel(kind, dtype), f"({dtype}[:, :, ::1], {a2}, {dtype})"))
+    for x in (a2, "int64[:, ::1]"):
+        out.append((_gather, f"({x}, int64[::1], {x})"))
+    out.append((_accumulate, "(float64[::1], float64[::1], float64)"))
+    return out
+
+
+def empty(shape, dtype):
+    return cuda.device_array(shape, dtype)
+
+
+def planned(alloc, nb: int):
+    """The buffers `alloc(nb)` makes, allocated once per batch size and reused every step."""
+    plans = alloc.__dict__.setdefault("plans", {})
+    if nb not in plans:
+        plans[nb] = alloc(nb)
+    return plans[nb]

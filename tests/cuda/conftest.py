@@ -1,0 +1,39 @@
+"""The CUDA tests run on Numba's CUDA simulator (no GPU needed), unless NETC_CUDA_REAL=1 asks
+for the real device (bench/gpu_check.sh). The simulator must be chosen before numba.cuda is
+first imported; the CPU path never imports it, so setting the variable here is early enough.
+Without numba-cuda the whole directory is skipped."""
+import importlib.util
+import os
+import sys
+
+import pytest
+
+SIMULATED = os.environ.get("NETC_CUDA_REAL") != "1"
+if SIMULATED:
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
+
+@pytest.fixture(autouse=True, scope="package")
+def _fast_thread_switches():
+    """The simulator's block runner polls its threads, so every syncthreads() costs a GIL
+    switch interval (5 ms by default); a short interval makes the kernel tests ~8x faster.
+    Only for these tests: the rest of the suite keeps the default."""
+    if not SIMULATED:
+        yield
+        return
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(5e-5)
+    yield
+    sys.setswitchinterval(old)
+
+HAVE_NUMBA_CUDA = importlib.util.find_spec("numba_cuda") is not None
+collect_ignore_glob = [] if HAVE_NUMBA_CUDA else ["test_*.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    if HAVE_NUMBA_CUDA:
+        return
+    skip = pytest.mark.skip(reason="numba-cuda is not installed (pip install 'netc[cuda]')")
+    for item in items:
+        if "tests/cuda" in str(item.fspath):
+            item.add_marker(skip)

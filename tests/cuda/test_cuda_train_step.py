@@ -1,0 +1,116 @@
+"""For the six example programs (float32): the CUDA train step equals the CPU train step after
+5 steps (same initial params, same batches of 8 samples) within 1e-5 — params, optimizer
+state, loss terms and outputs — on the CUDA simulator; evaluate and predict too. And the
+residency contract: held params stay on the device until sync(); unheld ones are written
+through."""
+import glob
+import os
+
+import numpy as np
+import pytest
+
+import netc
+from netc.compiler.pipeline import compile_program
+from netc.dsl import parse
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+EXAMPLES = sorted(glob.glob(os.path.join(ROOT, "examples", "*.net")))
+BATCH, STEPS, TOL = 8, 5, 1e-5
+
+
+def batches(model, rng):
+    ir = model.ir
+    out = []
+    for _ in range(STEPS):
+        x = rng.standard_normal((BATCH,) + tuple(ir.input_shape)).astype(np.float32)
+        t = ir.target
+        if t.kind == "class":
+            y = rng.integers(0, t.classes, BATCH).astype(np.int64)
+        else:       # in [0, 1): a valid target for mse and binary cross-entropy alike
+            y = rng.random((BATCH,) + tuple(t.shape)).astype(np.float32)
+        out.append((x, y))
+    return out
+
+
+def close(got, want, what):
+    np.testing.assert_allclose(got, want, rtol=TOL, atol=TOL, err_msg=what)
+
+
+@pytest.fixture(scope="module", params=EXAMPLES, ids=lambda p: os.path.basename(p))
+def pair(request):
+    path = request.param
+    cpu = netc.compile(path, dtype="float32", seed=0)
+    with open(path) as f:
+        gpu = compile_program(parse(f.read(), path), dtype="float32", device="cuda")
+    return cpu, gpu
+
+
+def test_train_step_equals_cpu(pair):
+    cpu, gpu = pair
+    assert gpu.device == "cuda" and "@cuda.jit" in gpu.source
+    names = [p.name for p in cpu.ir.params]
+    p_cpu = [cpu.params[n].copy() for n in names]
+    p_gpu = [a.copy() for a in p_cpu]
+    s_cpu = [np.full(cpu.params[s.param].shape, s.init, np.float32) for s in cpu.artifact.states]
+    s_gpu = [a.copy() for a in s_cpu]
+    assert [s.name for s in gpu.states] == [s.name for s in cpu.artifact.states]
+    lr = np.float32(cpu.ir.optimizer[1].get("lr", 0.01))
+    gpu.hold()                      # params and state stay on the device until sync()
+    start = [a.copy() for a in p_gpu]
+    k = len(cpu.loss_names)
+    l_cpu, l_gpu = np.zeros(k), np.zeros(k)
+    for step, (x, y) in enumerate(batches(cpu, np.random.default_rng(1)), start=1):
+        o_cpu = cpu.artifact.train_step(x, y, lr, np.float32(step), p_cpu, s_cpu, l_cpu)
+        o_gpu = gpu.train_step(x, y, lr, np.float32(step), p_gpu, s_gpu, l_gpu)
+        close(l_gpu, l_cpu, f"loss terms at step {step}")
+        if o_cpu is not None:
+            close(o_gpu, o_cpu, f"output at step {step}")
+    assert all(np.array_equal(a, b) for a, b in zip(p_gpu, start)), "held params changed on the host"
+    gpu.sync()
+    assert any(not np.array_equal(a, b) for a, b in zip(p_gpu, start)), "sync() changed nothing"
+    for n, a, b in zip(names, p_gpu, p_cpu):
+        close(a, b, f"param {n} after {STEPS} steps")
+    for s, a, b in zip(cpu.artifact.states, s_gpu, s_cpu):
+        close(a, b, f"state {s.name} after {STEPS} steps")
+    # evaluate and predict read the device-resident params
+    x, y = batches(cpu, np.random.default_rng(2))[0]
+    e_cpu, e_gpu = np.zeros(k), np.zeros(k)
+    close(gpu.evaluate(x, y, p_gpu, e_gpu), cpu.artifact.evaluate(x, y, p_cpu, e_cpu), "evaluate output")
+    close(e_gpu, e_cpu, "evaluate loss terms")
+    if cpu.artifact.has_predict:
+        close(gpu.predict(x, p_gpu), cpu.artifact.predict(x, p_cpu), "predict")
+    gpu.release()
+    # without hold(): write-through, the host arrays are updated by every step
+    x, y = batches(cpu, np.random.default_rng(3))[0]
+    cpu.artifact.train_step(x, y, lr, np.float32(STEPS + 1), p_cpu, s_cpu, l_cpu)
+    gpu.train_step(x, y, lr, np.float32(STEPS + 1), p_gpu, s_gpu, l_gpu)
+    for n, a, b in zip(names, p_gpu, p_cpu):
+        close(a, b, f"param {n} after a write-through step")
+
+
+def test_train_epoch_fast_path_equals_steps():
+    """train_epoch (data on the device, shuffled batches gathered there, loss terms summed
+    there) equals the same epoch as train_step calls."""
+    path = os.path.join(ROOT, "examples", "moons.net")
+    with open(path) as f:
+        gpu = compile_program(parse(f.read(), path), dtype="float32", device="cuda")
+    cpu = netc.compile(path, dtype="float32", seed=0)
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((20, 2)).astype(np.float32)
+    y = rng.integers(0, 2, 20)
+    order = rng.permutation(20)
+    p1 = [cpu.params[p.name].copy() for p in cpu.ir.params]
+    s1 = [np.zeros_like(cpu.params[s.param]) for s in gpu.states]
+    p2, s2 = [a.copy() for a in p1], [a.copy() for a in s1]
+    lr, k = np.float32(0.1), len(gpu.loss_names)
+    terms, outs, losses = np.zeros(k), [], np.zeros(k)
+    for step, i in enumerate(range(0, 20, 8), start=1):
+        idx = order[i:i + 8]
+        outs.append(cpu.artifact.train_step(X[idx], y[idx], lr, np.float32(step), p1, s1, losses))
+        terms += losses * len(idx)
+    mean, dev_outs = gpu.train_epoch(X, y, 8, lr, 0, p2, s2, order=order)
+    gpu.release()
+    close(mean, terms / 20, "mean loss terms")
+    close(dev_outs.copy_to_host(), np.concatenate(outs), "outputs")
+    for a, b in zip(p2 + s2, p1 + s1):
+        close(a, b, "params and state after the epoch")
