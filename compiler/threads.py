@@ -2,10 +2,11 @@
 step becomes many times slower, so netc decides both.
 
 The generated kernels are serial loops around BLAS calls: the only parallelism of a step is
-BLAS's. So BLAS gets the cores this process may run on that other processes are not already
-keeping busy (cores minus the 1-minute load average, at least 1), or `--threads N`, through
-threadpoolctl: a BLAS thread that has to share its core makes every other one wait for it; Numba's own pool is not started by netc (starting it would only add idle
-threads), and when something else already started it, it is limited to the same count.
+BLAS's. So BLAS gets the cores this process may run on (its CPU affinity), or `--threads N` /
+NETC_THREADS, through threadpoolctl. Numba's own pool is not started by netc (starting it would
+only add idle threads that oversubscribe BLAS's), and when something else already started it,
+it is limited to the same count. (A rule of "cores minus the load average" was tried and
+dropped: the 1-minute average counts netc's own recent work and halved mnist's throughput.)
 """
 from __future__ import annotations
 
@@ -35,12 +36,7 @@ def configure(threads: Optional[int] = None) -> Dict[str, object]:
     elif os.environ.get("NETC_THREADS", "").strip().isdigit() and int(os.environ["NETC_THREADS"]) > 0:
         n, source = int(os.environ["NETC_THREADS"]), "NETC_THREADS"
     else:
-        try:
-            load = os.getloadavg()[0]
-        except (AttributeError, OSError):
-            load = 0.0
-        n = max(1, min(cores, int(cores - load + 0.5)))
-        source = f"{cores} cores available, load average {load:.1f}"
+        n, source = cores, f"{cores} cores available to this process"
     blas = []
     try:
         import threadpoolctl

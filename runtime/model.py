@@ -404,13 +404,11 @@ class Model:
                 sums[:] = 0.0
                 outs = []
                 bar = progress.epoch_start(epoch + 1, epochs, -(-n // bs))
+                # the epoch's data in its shuffled order, once: each batch is then a contiguous view
+                Xe, Ye = (X, Y) if order is None else (X[order], Y[order])
                 # ---- the per-batch loop: keep it small (no per-step work that scales with the model)
                 for i in range(0, n, bs):
-                    if order is None:
-                        xb, yb = X[i:i + bs], Y[i:i + bs]
-                    else:
-                        idx = order[i:i + bs]
-                        xb, yb = X[idx], Y[idx]
+                    xb, yb = Xe[i:i + bs], Ye[i:i + bs]
                     self.step += 1
                     out = step_fn(xb, yb, lr_dt, dt(self.step), params, state_args, losses)
                     if not math.isfinite(losses.sum()):
@@ -429,7 +427,7 @@ class Model:
                 rec = {"epoch": self.epoch, "lr": lr, "train": {"loss": float(terms.sum())}}
                 if k > 1:
                     rec["train"].update({nm: float(v) for nm, v in zip(self.loss_names, terms)})
-                rec["train"].update(self._metric_values(Y if order is None else Y[order], np.concatenate(outs)))
+                rec["train"].update(self._metric_values(Ye, np.concatenate(outs)))
                 if val is not None:
                     rec["val"] = self._metrics(val)
                 rec["time"] = time.perf_counter() - t0
