@@ -8,6 +8,8 @@ device copy of each param / state array (uploaded once, keyed by the host array'
 the device copies are the true values and the host arrays go stale until `sync()` copies them
 back (the runtime does at the end of every epoch); evaluate / predict read the device copies
 while they exist. `release()` syncs (unless told not to) and goes back to the default.
+`train_epoch` runs a whole epoch with the data set on the device too (the runtime uses it
+for every epoch of a fit): the host reads the loss terms and outputs once per epoch.
 
 Imported only when a device other than the CPU is asked for: the CPU path never imports
 numba.cuda.
@@ -67,18 +69,22 @@ def resolve_device(device: Optional[str], model=None, source: Optional[str] = No
 
 
 # ======================================================================= compiling
-def generate_source(model, G, states, dtype: str) -> str:
+def generate_source(model, G, states, dtype: str, disabled=()) -> str:
+    """The CUDA module's source. Of the entry passes only `fuse` applies (dce: each entry point
+    computes only what its roots need; memory: a buffer per value, allocated once per batch
+    size), and the backend groups while it schedules, so switching it off is passed on here."""
     from importlib.metadata import version
     from . import codegen_cuda
     header = f"model '{model.name}', backend cuda, {dtype}, numba-cuda {version('numba-cuda')}"
-    return codegen_cuda.generate(G, functions(model, G, states), dtype, header)
+    return codegen_cuda.generate(G, functions(model, G, states), dtype, header, fuse="fuse" not in disabled)
 
 
-def compile_cuda(model, forward, G, states, report, dtype: str, timings: Dict[str, float]) -> "CudaArtifact":
+def compile_cuda(model, forward, G, states, report, dtype: str, timings: Dict[str, float],
+                 disabled=()) -> "CudaArtifact":
     import time
     from .cache import load_module
     t0 = time.perf_counter()
-    source = generate_source(model, G, states, dtype)
+    source = generate_source(model, G, states, dtype, disabled)
     timings["codegen"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     module = load_module(source)
@@ -106,6 +112,7 @@ class CudaArtifact:
         self._K = cuda_kernels
         self.dtype_type = np.dtype(dtype).type
         self._mirrors: Dict[int, Tuple[np.ndarray, object]] = {}
+        self._data: Dict[Tuple[int, int], tuple] = {}    # train_epoch's device copies of data sets
         self._holding = False
         self._losses = None
 
@@ -147,6 +154,7 @@ class CudaArtifact:
         if sync:
             self.sync()
         self._mirrors.clear()
+        self._data.clear()
         self._holding = False
 
     def _loss_buffer(self):
@@ -168,34 +176,56 @@ class CudaArtifact:
                     d.copy_to_host(host)
         return None if out is None else out.copy_to_host()
 
+    def _fits(self, nbytes: int) -> bool:
+        """Whether a data set of `nbytes` fits on the device next to the model's buffers (half
+        of the free memory: the rest is for params, state and each batch's intermediates)."""
+        return nbytes <= self._cuda.current_context().get_memory_info().free / 2
+
+    def _dataset(self, X, Y):
+        """The device copies of X and Y: device arrays as they are; host arrays uploaded once
+        while holding (a fit passes the same arrays every epoch); None when they don't fit, and
+        the epoch streams its batches from the host."""
+        if hasattr(X, "copy_to_host"):
+            return X, self._to_device(Y)
+        entry = self._data.get((id(X), id(Y)))
+        if entry is not None and entry[0] is X and entry[1] is Y:
+            return entry[2]
+        dev = (self._to_device(X), self._to_device(Y)) if self._fits(X.nbytes + Y.nbytes) else None
+        if self._holding:
+            self._data[(id(X), id(Y))] = (X, Y, dev)
+        return dev
+
     def train_epoch(self, X, Y, batch: int, lr, step0: int, params: list, states: list, order=None):
-        """The fast path for a whole epoch: X, Y device arrays (the data set uploaded once;
-        host arrays are uploaded here), batches of `batch` rows in `order` (a permutation,
-        gathered on the device) or as stored; params and state held on the device (see hold());
-        the loss terms summed on the device. Returns (the mean loss terms over the epoch,
-        the outputs of every batch as one device array), read by the host once."""
+        """One epoch of train steps on the device: batches of `batch` rows of X, Y in `order`
+        (a permutation) or as stored, steps step0 + 1, step0 + 2, ...; params and state held on
+        the device (see hold()). X, Y are device arrays or host arrays (uploaded once per fit
+        when they fit, else each batch is gathered on the host and uploaded). Each step writes
+        its loss terms into a row of a device array, so the host reads nothing until the end.
+        Returns (the loss terms of each batch, (batches, loss terms) float64; the outputs of the
+        epoch's samples in batch order, or None), both read by the host once."""
         cuda = self._cuda
         self.hold()
-        X, Y = self._to_device(X), self._to_device(Y)
-        n = X.shape[0]
+        data = self._dataset(X, Y)
         dev = [self._resident(a) for a in list(params) + list(states)]
-        sums = cuda.to_device(np.zeros(max(len(self.loss_names), 1)))
-        L = self._loss_buffer()
-        idx = None if order is None else cuda.to_device(np.asarray(order, np.int64))
+        n, k = X.shape[0], len(self.loss_names)
+        terms = cuda.device_array((-(-n // batch), max(k, 1)), np.float64)
+        idx = None if order is None or data is None else cuda.to_device(np.asarray(order, np.int64))
         outs = None
-        for k, i in enumerate(range(0, n, batch)):
+        for b, i in enumerate(range(0, n, batch)):
             j = min(i + batch, n)
-            if idx is None:
-                xb, yb = X[i:j], Y[i:j]
+            if data is None:             # streamed: one batch at a time from the host
+                rows = slice(i, j) if order is None else order[i:j]
+                xb, yb = self._to_device(X[rows]), self._to_device(Y[rows])
+            elif idx is None:
+                xb, yb = data[0][i:j], data[1][i:j]
             else:
-                xb, yb = self._K.gather_rows(X, idx[i:j]), self._K.gather_rows(Y, idx[i:j])
-            out = self.module.train_step(xb, yb, lr, self.dtype_type(step0 + k + 1), *dev, L)
-            self._K.accumulate(sums, L, j - i)
-            if out is not None:
+                xb, yb = self._K.gather_rows(data[0], idx[i:j]), self._K.gather_rows(data[1], idx[i:j])
+            out = self.module.train_step(xb, yb, lr, self.dtype_type(step0 + b + 1), *dev, terms[b])
+            if out is not None:          # the step's output buffer is reused: keep a copy
                 if outs is None:
                     outs = cuda.device_array((n,) + tuple(out.shape[1:]), out.dtype)
                 outs[i:j].copy_to_device(out)
-        return sums.copy_to_host()[:len(self.loss_names)] / n, outs
+        return terms.copy_to_host()[:, :k], None if outs is None else outs.copy_to_host()
 
     def evaluate(self, x, y, params: list, losses):
         L = self._loss_buffer()
@@ -215,4 +245,4 @@ def kernels_source(program, dtype: str = "float32", disabled=()) -> str:
     from .pipeline import build_graph
     model = elaborate(program)
     _, G, states, _ = build_graph(model, disabled)
-    return generate_source(model, G, states, dtype)
+    return generate_source(model, G, states, dtype, disabled)

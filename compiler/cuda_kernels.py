@@ -309,18 +309,6 @@ def gather_rows(x, idx):
     return out
 
 
-@cuda.jit(cache=not SIM)
-def _accumulate(sums, terms, w):
-    k = cuda.grid(1)
-    if k < sums.shape[0] and k < terms.shape[0]:
-        sums[k] += terms[k] * w
-
-
-def accumulate(sums, terms, w) -> None:
-    """sums += terms * w on the device (the loss terms of a batch of w samples)."""
-    _accumulate[1, max(sums.shape[0], 1)](sums, terms, float(w))
-
-
 # ============================================================== small helpers
 def launch(kernel, n: int, *args) -> None:
     """A fused pointwise kernel over n elements (its threads stride over them when there are
@@ -347,7 +335,6 @@ def variants(dtype: str) -> List[Tuple[object, str]]:
         out.append((col_kernel(kind, dtype), f"({dtype}[:, :, ::1], {a2}, {dtype})"))
     for x in (a2, "int64[:, ::1]"):
         out.append((_gather, f"({x}, int64[::1], {x})"))
-    out.append((_accumulate, "(float64[::1], float64[::1], float64)"))
     return out
 
 

@@ -1,33 +1,62 @@
-"""Elementwise fusion and the kernel schedule of one entry point.
+"""Fusion: which nodes of an entry point run as one loop (CPU) or one kernel (CUDA), and in
+what order. One grouping algorithm for both backends; a backend describes its ops with `Rules`.
 
-`fuse_elementwise` is a pass: it groups elementwise nodes of the same shape (and the
-reductions that consume them) so that code generation emits each group as ONE loop nest in
-which the intermediate values are scalars: bias + activation, the activation-gradient mask,
-the whole optimizer update of a param. It annotates nodes with `group` and returns how many
-nodes it merged. A group is always convex (no path leaves it and comes back), so it can run
-as one kernel.
+`group` is the algorithm. In topological order, a node the backend can compute one element at
+a time (`fusible`) joins the groups of the operands it may share a loop with (`joins`: same
+index space), and a reduction the backend accumulates inside the loop of its operand (`sink`)
+joins that operand's group. Every merge keeps two invariants, so a group can always run as one
+loop: it is convex (no path leaves it and comes back: that would need a kernel of another
+group in the middle), and no member reads a sink of its own group (it would read a sum that is
+still accumulating, e.g. expand(reduce_sum(e), like=e)).
 
-`schedule` turns an entry graph into the ordered list of kernels code generation emits: one
-loop per group (or per unfused node), a BLAS call per matmul, a row kernel per softmax, ...
-It also decides which optimizer updates are written in place into their param/state (after
-every other reader of that param has run).
+  * CPU (`CPU_RULES`): the `fuse` pass annotates node["group"] of each entry graph, and
+    `schedule` turns it into `Kernel`s for codegen_cpu and memplan: one loop per group (with
+    its reductions as sinks), a BLAS call per matmul, a row kernel per softmax, ...
+  * CUDA (codegen_cuda.RULES): `steps` groups while it schedules (the backend lowers one graph
+    for all entry points): pointwise nodes only, no sinks (a reduction is a hand-written
+    kernel), and scalars of lr, step, the batch size and constants computed on the host.
+
+With the pass switched off (`--no-pass fuse`) every node is its own loop / kernel on both.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Sequence, Set, Tuple
 
 import networkx as nx
 
 from .ir import LEAF_OPS, Graph
 
+
+# ------------------------------------------------------------------ the rules of a backend
+@dataclass
+class Rules:
+    """What a backend tells the grouping about its ops.
+
+    fusible(G, n)             n is computed one element at a time inside a fused loop
+    joins(G, n, p)            n may share a loop with its operand p (asked when n is fusible
+                              or a sink and p is in a group)
+    sink(G, n)                n is a reduction accumulated inside the loop of its operand,
+                              which ends there (no member of that loop may read it)
+    value_operands(G, n)      the operands whose values n reads (not those it only takes a
+                              shape from, like `expand`'s second operand)
+    host(G, n, operands_host) n is a scalar the driver computes on the host, given whether
+                              each of its value operands is a host value
+    """
+    fusible: Callable[[Graph, int], bool]
+    joins: Callable[[Graph, int, int], bool]
+    sink: Callable[[Graph, int], bool] = lambda G, n: False
+    value_operands: Callable[[Graph, int], List[int]] = lambda G, n: G.inputs(n)
+    host: Callable[[Graph, int, List[bool]], bool] = lambda G, n, flags: False
+
+
 REDUCTIONS = ("reduce_sum", "reduce_mean")
 ROW_OPS = ("softmax", "log_softmax", "logsumexp")
-INDEXED = ("onehot", "expand", "size")      # fused with index-aware lowerings in codegen
+INDEXED = ("onehot", "expand", "size")      # fused with index-aware lowerings in codegen_cpu
 
 
 def is_fusible(G: Graph, n: int) -> bool:
-    """An op computed one element at a time inside a loop."""
+    """CPU: an op computed one element at a time inside a loop."""
     from .ops import REGISTRY
     op = G.op(n)
     if op in LEAF_OPS:
@@ -40,25 +69,41 @@ def is_fusible(G: Graph, n: int) -> bool:
     return spec is not None and spec.elementwise and spec.scalar is not None
 
 
-# ------------------------------------------------------------------ the pass
-class _Reach:
-    """Ancestor/descendant sets as bit masks, for the convexity test of a candidate group."""
+def _is_reduction(G: Graph, n: int) -> bool:
+    return G.op(n) in REDUCTIONS
 
-    def __init__(self, G: Graph):
-        self.bit = {n: 1 << i for i, n in enumerate(G.topo())}
+
+# CPU loops index operands by NumPy broadcasting, so an operand of the node's own shape is read
+# at the node's index; a reduction accumulates in the loop over its operand's shape. Every
+# operand counts as a dependency (the default value_operands): conservative, and the CPU's
+# loops stay as they were
+CPU_RULES = Rules(fusible=is_fusible, sink=_is_reduction,
+                  joins=lambda G, n, p: _is_reduction(G, n) or G.shape(G.inputs(n)[p]) == G.shape(n))
+
+
+# ------------------------------------------------------------------ the grouping algorithm
+class _Reach:
+    """Ancestor/descendant sets within `nodes` (topologically ordered) as bit masks, for the
+    convexity test; dependencies are the value operands (reading only an operand's shape is
+    no reason to run after it)."""
+
+    def __init__(self, G: Graph, nodes: Sequence[int], rules: Rules):
+        self.bit = {n: 1 << i for i, n in enumerate(nodes)}
         self.desc: Dict[int, int] = {}
         self.anc: Dict[int, int] = {}
-        order = G.topo()
-        for n in reversed(order):
+        users: Dict[int, List[int]] = {n: [] for n in nodes}
+        for n in nodes:
             m = 0
-            for v in G.users(n):
+            for u in (rules.value_operands(G, n) if G.op(n) not in LEAF_OPS else ()):
+                if u in self.bit:
+                    m |= self.bit[u] | self.anc[u]
+                    users[u].append(n)
+            self.anc[n] = m
+        for n in reversed(nodes):
+            m = 0
+            for v in users[n]:
                 m |= self.bit[v] | self.desc[v]
             self.desc[n] = m
-        for n in order:
-            m = 0
-            for u in G.inputs(n):
-                m |= self.bit[u] | self.anc[u]
-            self.anc[n] = m
 
     def convex(self, members) -> bool:
         mb = d = a = 0
@@ -69,70 +114,61 @@ class _Reach:
         return (d & a & ~mb) == 0
 
 
-def fuse_elementwise(G: Graph) -> int:
-    """Group fusible nodes of equal shape with their fusible operands, and attach each
-    reduction to the group of its operand. Annotates node['group']; returns the number of
-    nodes that joined another node's group."""
-    for n in G.g.nodes:
-        G.node(n).pop("group", None)
-    reach = _Reach(G)
-    group: Dict[int, int] = {}
-    members: Dict[int, set] = {}
-    next_id = 0
-    merged = 0
-    for n in G.topo():
-        fus = is_fusible(G, n)
-        red = G.op(n) in REDUCTIONS
-        if not (fus or red):
+def group(G: Graph, rules: Rules, nodes: Sequence[int]) -> Tuple[Dict[int, int], int]:
+    """Groups of `nodes` (topologically ordered): node -> group id for every fusible node and
+    sink among them, and the number of nodes that joined another node's group."""
+    reach = _Reach(G, nodes, rules)
+    gid: Dict[int, int] = {}
+    members: Dict[int, Set[int]] = {}
+    next_id = merged = 0
+    for n in nodes:
+        if not (rules.fusible(G, n) or rules.sink(G, n)):
             continue
-        ins = G.inputs(n)
-        if fus:
-            s = G.shape(n)
-            cands = {group[o] for o in ins if o in group and G.shape(o) == s and not _is_sink(G, o)}
-        else:
-            x = ins[0]
-            cands = {group[x]} if x in group and not _is_sink(G, x) else set()
+        cands = {gid[u] for p, u in enumerate(G.inputs(n))
+                 if u in gid and not rules.sink(G, u) and rules.joins(G, n, p)}
         chosen = None
         if cands:
-            union = set().union(*(members[c] for c in cands)) | {n}
-            if _valid(G, reach, union):
+            if _valid(G, rules, reach, set().union(*(members[c] for c in cands)) | {n}):
                 chosen = sorted(cands)
             else:       # try the largest single candidate group
                 for c in sorted(cands, key=lambda c: -len(members[c])):
-                    if _valid(G, reach, members[c] | {n}):
+                    if _valid(G, rules, reach, members[c] | {n}):
                         chosen = [c]
                         break
         if chosen:
             keep = chosen[0]
             for c in chosen[1:]:
                 for m in members[c]:
-                    group[m] = keep
+                    gid[m] = keep
                 members[keep] |= members.pop(c)
-            members[keep].add(n)
-            group[n] = keep
             merged += 1
         else:
-            group[n] = next_id
-            members[next_id] = {n}
-            next_id += 1
-    for n, gid in group.items():
-        G.node(n)["group"] = gid
+            keep, next_id = next_id, next_id + 1
+            members[keep] = set()
+        members[keep].add(n)
+        gid[n] = keep
+    return gid, merged
+
+
+def _valid(G: Graph, rules: Rules, reach: _Reach, members: Set[int]) -> bool:
+    """A group can run as one loop: convex, and no member reads a sink of the same group."""
+    if not reach.convex(members):
+        return False
+    return not any(o in members and rules.sink(G, o) for m in members for o in G.inputs(m))
+
+
+def fuse_elementwise(G: Graph) -> int:
+    """The `fuse` pass (an entry graph, for the CPU): annotates node['group'] with the groups of
+    CPU_RULES; returns the number of nodes that joined another node's group."""
+    for n in G.g.nodes:
+        G.node(n).pop("group", None)
+    gid, merged = group(G, CPU_RULES, G.topo())
+    for n, g in gid.items():
+        G.node(n)["group"] = g
     return merged
 
 
-def _valid(G: Graph, reach: "_Reach", members: set) -> bool:
-    """A group can run as one loop: convex, and no member reads a reduction of the same group
-    (the loop would read a sum it is still accumulating, e.g. expand(reduce_sum(e), like=e))."""
-    if not reach.convex(members):
-        return False
-    return not any(_is_sink(G, o) and o in members for m in members for o in G.inputs(m))
-
-
-def _is_sink(G: Graph, n: int) -> bool:
-    return G.op(n) in REDUCTIONS
-
-
-# ------------------------------------------------------------------ kernels and their order
+# ------------------------------------------------------------------ CPU: kernels and their order
 @dataclass
 class Kernel:
     """kind: loop (a fused group: `nodes` in order, reductions among them are sinks), matmul,
@@ -253,3 +289,76 @@ def entry_roots(G: Graph):
     returns = [G.outputs["output"]] if "output" in G.outputs else []
     assigns = [(leaves[k.split(":", 1)[1]], n) for k, n in G.outputs.items() if k.startswith("update:")]
     return losses, returns, assigns
+
+
+# ------------------------------------------------------------------ CUDA: steps and their order
+@dataclass
+class Step:
+    """host: a scalar the driver computes; fused: a group, one generated kernel whose values
+    stay in registers except its `outputs` (read by later steps or the caller); node: any other
+    node (a matrix product, a reduction, a row softmax, a view), alone."""
+    kind: str                                      # "host" | "fused" | "node"
+    nodes: List[int]                               # in topological order
+    outputs: List[int] = field(default_factory=list)
+    shape: tuple = ()
+
+
+def needed_nodes(G: Graph, roots: Iterable[int], rules: Rules) -> List[int]:
+    """The compute nodes the roots need (following value operands only), topologically."""
+    seen: Set[int] = set()
+    stack = list(roots)
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if G.op(n) not in LEAF_OPS:
+            stack.extend(rules.value_operands(G, n))
+    order = {n: i for i, n in enumerate(G.topo())}
+    return sorted((n for n in seen if G.op(n) not in LEAF_OPS), key=order.__getitem__)
+
+
+def steps(G: Graph, roots: Sequence[int], rules: Rules, late: Iterable[int] = (), fuse: bool = True) -> List[Step]:
+    """The steps computing `roots`: host scalars first, then the groups of `group` (every node
+    alone when `fuse` is false) in topological order, those holding a node of `late`
+    (optimizer updates, which may then write their param in place) as late as possible."""
+    nodes = needed_nodes(G, roots, rules)
+    pos = {n: i for i, n in enumerate(nodes)}
+    consumers: Dict[int, List[int]] = {n: [] for n in nodes}
+    for n in nodes:
+        for u in rules.value_operands(G, n):
+            if u in consumers:
+                consumers[u].append(n)
+    host: Set[int] = set()
+    for n in nodes:
+        flags = [_is_host_leaf(G, u) or u in host for u in rules.value_operands(G, n)]
+        if rules.host(G, n, flags):
+            host.add(n)
+    device = [n for n in nodes if n not in host]
+    gid = group(G, rules, device)[0] if fuse else {}
+    members: Dict[object, List[int]] = {}
+    for n in device:                   # a node outside every group is a step of its own
+        members.setdefault(gid.get(n, ("alone", n)), []).append(n)
+    step_of = {n: g for g, ms in members.items() for n in ms}
+    roots_set = set(roots)
+    by_group: Dict[object, Step] = {}
+    for g, ms in members.items():
+        kind = "fused" if rules.fusible(G, ms[0]) else "node"
+        outs = [m for m in ms if m in roots_set or any(step_of[c] != g for c in consumers[m])]
+        by_group[g] = Step(kind, ms, outs, G.shape(ms[0]))
+    kg = nx.DiGraph()
+    kg.add_nodes_from(members)
+    for g, ms in members.items():
+        for m in ms:
+            for u in rules.value_operands(G, m):
+                if u in step_of and step_of[u] != g:
+                    kg.add_edge(step_of[u], g)
+    late = set(late)
+    key = {g: (any(m in late for m in ms), pos[ms[0]]) for g, ms in members.items()}
+    ordered = [Step("host", [n], [n], G.shape(n)) for n in nodes if n in host]
+    return ordered + [by_group[g] for g in nx.lexicographical_topological_sort(kg, key=key.__getitem__)]
+
+
+def _is_host_leaf(G: Graph, n: int) -> bool:
+    d = G.node(n)
+    return d["op"] == "const" or (d["op"] == "input" and d["shape"] == ())

@@ -462,6 +462,8 @@ register(Op("matmul", 2, _matmul_shape, _matmul_ref, _matmul_vjp, _matmul_cpu,
 
 # ======================================================================= class labels
 def _onehot_shape(shapes, attrs):
+    if len(shapes[0]) != 1:      # class targets are one label per sample: a batch vector
+        raise ShapeError(f"onehot needs one label per sample, got labels of shape {fmt_shape(shapes[0])}")
     return tuple(shapes[0]) + (attrs["classes"],)
 
 
@@ -470,8 +472,6 @@ def _onehot_ref(y, classes):
 
 
 def _onehot_cpu(ctx, ins, attrs):
-    if len(ctx.in_shape(0)) != 1:
-        raise NotImplementedError("onehot of non-vector labels has no CPU lowering")
     return f"K.onehot({ins[0]}, {attrs['classes']}, {ctx.const(0.0)})"
 
 

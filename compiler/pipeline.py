@@ -239,7 +239,7 @@ def compile_program(program: A.Program, dtype: str = "float32", disabled=(), ver
     if device != "cpu":      # None: the train block's `device`; CUDA is imported only when asked for
         from . import backend_cuda
         if backend_cuda.resolve_device(device, model, program.source) == "cuda":
-            return backend_cuda.compile_cuda(model, forward, G, states, report, dtype, t)
+            return backend_cuda.compile_cuda(model, forward, G, states, report, dtype, t, disabled)
     t0 = time.perf_counter()
     graphs, entry_report = entry_graphs(model, G, disabled, verify_each)
     report.update(entry_report)

@@ -384,6 +384,7 @@ class Model:
         snap_p = [np.empty_like(a) for a in params]          # the params at the start of the epoch,
         snap_s = [np.empty_like(a) for a in state_args]      # to replay a diverged epoch
         step_fn = self.artifact.train_step
+        epoch_fn = getattr(self.artifact, "train_epoch", None)    # a CUDA artifact runs whole epochs
         X, Y = train.X, train.y
         dt = self.dtype.type
         if resume is None:
@@ -404,20 +405,27 @@ class Model:
                 sums[:] = 0.0
                 outs = []
                 bar = progress.epoch_start(epoch + 1, epochs, -(-n // bs))
-                # the epoch's data in its shuffled order, once: each batch is then a contiguous view
-                Xe, Ye = (X, Y) if order is None else (X[order], Y[order])
-                # ---- the per-batch loop: keep it small (no per-step work that scales with the model)
-                for i in range(0, n, bs):
-                    xb, yb = Xe[i:i + bs], Ye[i:i + bs]
-                    self.step += 1
-                    out = step_fn(xb, yb, lr_dt, dt(self.step), params, state_args, losses)
-                    if not math.isfinite(losses.sum()):
-                        self._diverged(train, order, bs, i // bs, step0, lr, epoch, snap_p, snap_s)
-                    sums += losses * len(xb)
-                    outs.append(out)
+                if epoch_fn is not None:
+                    # the whole epoch on the device; the host reads its loss terms and outputs once
+                    Ye = Y if order is None else Y[order]
+                    outs = [self._device_epoch(epoch_fn, train, order, bs, lr, epoch, snap_p, snap_s, sums)]
                     if bar is not None:
-                        bar.update(1)
-                # ----
+                        bar.update(-(-n // bs))
+                else:
+                    # the epoch's data in its shuffled order, once: each batch is then a contiguous view
+                    Xe, Ye = (X, Y) if order is None else (X[order], Y[order])
+                    # ---- the per-batch loop: keep it small (no per-step work that scales with the model)
+                    for i in range(0, n, bs):
+                        xb, yb = Xe[i:i + bs], Ye[i:i + bs]
+                        self.step += 1
+                        out = step_fn(xb, yb, lr_dt, dt(self.step), params, state_args, losses)
+                        if not math.isfinite(losses.sum()):
+                            self._diverged(train, order, bs, i // bs, step0, lr, epoch, snap_p, snap_s)
+                        sums += losses * len(xb)
+                        outs.append(out)
+                        if bar is not None:
+                            bar.update(1)
+                    # ----
                 self._device("sync")     # the host arrays get the device's values once per epoch
                 if not all(np.isfinite(p).all() for p in params):
                     self._diverged(train, order, bs, (n - 1) // bs, step0, lr, epoch, snap_p, snap_s, update=True)
@@ -471,6 +479,26 @@ class Model:
                     self._params[nm][...] = a
                 history.restored_epoch = st.best_epoch
         return history
+
+    def _device_epoch(self, epoch_fn, train, order, bs, lr, epoch, snap_p, snap_s, sums):
+        """One epoch through the artifact's train_epoch (data, params and state on the device):
+        the same batches and step numbers as the per-batch loop; adds the loss terms times the
+        batch sizes to `sums` and returns the outputs. A non-finite loss term in any batch is
+        diagnosed from the first such batch, as the per-batch loop would have."""
+        n = len(train.X)
+        step0 = self.step
+        terms, out = epoch_fn(train.X, train.y, bs, self.dtype.type(lr), step0, self._args(),
+                              [self._state[x.name] for x in self.artifact.states], order)
+        bad = ~np.isfinite(terms.sum(axis=1))
+        if bad.any():
+            b = int(np.argmax(bad))
+            self.step = step0 + b + 1
+            self._diverged(train, order, bs, b, step0, lr, epoch, snap_p, snap_s)
+        self.step = step0 + len(terms)
+        sizes = np.minimum(bs, n - bs * np.arange(len(terms)))
+        for row, w in zip(terms, sizes):          # in batch order, as the per-batch loop sums
+            sums += row * w
+        return out
 
     def _diverged(self, train, order, bs, batch_index, step0, lr, epoch, snap_p, snap_s, update=False):
         """Stop the run: find the first non-finite value of the failing step (runtime/diverge.py),

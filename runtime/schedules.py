@@ -17,6 +17,7 @@ values, so a resumed run continues with exactly the learning rates it would have
 
 from __future__ import annotations
 
+import abc
 import difflib
 import inspect
 import math
@@ -61,7 +62,7 @@ def _json_float(x: float) -> float | str:
     return x if math.isfinite(x) else repr(x)
 
 
-class Schedule:
+class Schedule(abc.ABC):
     """Base class: a learning rate per epoch, from ``base_lr`` (the optimizer's ``lr``)."""
 
     name = ""
@@ -70,9 +71,9 @@ class Schedule:
         self.base_lr = float(base_lr)
         self.total_epochs = int(total_epochs)
 
+    @abc.abstractmethod
     def lr_at(self, epoch: int) -> float:
         """The learning rate for 0-based ``epoch``."""
-        raise NotImplementedError
 
     def observe(self, value: float) -> None:
         """Record the monitored metric at the end of an epoch (used by ``plateau`` only)."""

@@ -185,3 +185,31 @@ def test_fusion_never_reads_a_reduction_of_its_own_loop():
     X = np.random.default_rng(0).standard_normal((4, 3))
     want = np.exp(X) * np.exp(X).sum(1, keepdims=True)
     np.testing.assert_allclose(evaluate(G, {"x": X}, [out])[out], want)
+
+
+def test_one_grouping_for_both_backends_follows_their_rules():
+    """fuse.group is the CPU's and the CUDA backend's grouping: the CPU's rules end a loop with
+    the reduction of its values; rules without sinks (CUDA: reductions are kernels of their
+    own) keep it out. An operand read only for its shape (`like`) is no dependency where the
+    rules say so: t and the product that reads it share a kernel although t is the shape of
+    an expand the product reads through a reduction."""
+    from netc.compiler import fuse
+    from netc.compiler.codegen_cuda import RULES as CUDA
+    from netc.compiler.ir import B, Graph
+    G = Graph()
+    x = G.leaf("input", "x", (B, 3))
+    v = G.leaf("input", "v", (B,))
+    t = G.add("tanh", [x])
+    e1 = G.add("expand", [v, t], {"axes": (1,)})            # v over t's shape: reads only t's shape
+    r = G.add("reduce_sum", [e1], {"axes": (1,)})
+    e2 = G.add("expand", [G.add("neg", [r]), t], {"axes": (1,)})
+    out = G.add("mul", [t, e2])
+    G.outputs["out"] = out
+    cpu, merged = fuse.group(G, fuse.CPU_RULES, G.topo())
+    assert cpu[r] == cpu[e1] and merged > 0                   # the sum accumulates in e1's loop
+    assert cpu[e2] != cpu[r]                                  # ... and is not read in that loop
+    gpu, _ = fuse.group(G, CUDA, fuse.needed_nodes(G, [out], CUDA))
+    assert r not in gpu and gpu[t] == gpu[e2] == gpu[out]
+    steps = fuse.steps(G, [out], CUDA)
+    assert [st.kind for st in steps] == ["fused", "node", "fused", "fused"]
+    assert [len(st.nodes) for st in fuse.steps(G, [out], CUDA, fuse=False) if st.kind == "fused"] == [1] * 5

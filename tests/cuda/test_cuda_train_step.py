@@ -5,6 +5,7 @@ residency contract: held params stay on the device until sync(); unheld ones are
 through."""
 import glob
 import os
+import re
 
 import numpy as np
 import pytest
@@ -89,7 +90,7 @@ def test_train_step_equals_cpu(pair):
 
 
 def test_train_epoch_fast_path_equals_steps():
-    """train_epoch (data on the device, shuffled batches gathered there, loss terms summed
+    """train_epoch (data on the device, shuffled batches gathered there, loss terms kept
     there) equals the same epoch as train_step calls."""
     path = os.path.join(ROOT, "examples", "moons.net")
     with open(path) as f:
@@ -103,14 +104,41 @@ def test_train_epoch_fast_path_equals_steps():
     s1 = [np.zeros_like(cpu.params[s.param]) for s in gpu.states]
     p2, s2 = [a.copy() for a in p1], [a.copy() for a in s1]
     lr, k = np.float32(0.1), len(gpu.loss_names)
-    terms, outs, losses = np.zeros(k), [], np.zeros(k)
+    terms, outs, losses = [], [], np.zeros(k)
     for step, i in enumerate(range(0, 20, 8), start=1):
         idx = order[i:i + 8]
         outs.append(cpu.artifact.train_step(X[idx], y[idx], lr, np.float32(step), p1, s1, losses))
-        terms += losses * len(idx)
-    mean, dev_outs = gpu.train_epoch(X, y, 8, lr, 0, p2, s2, order=order)
+        terms.append(losses.copy())
+    got_terms, got_outs = gpu.train_epoch(X, y, 8, lr, 0, p2, s2, order=order)
     gpu.release()
-    close(mean, terms / 20, "mean loss terms")
-    close(dev_outs.copy_to_host(), np.concatenate(outs), "outputs")
+    assert got_terms.shape == (3, k)
+    close(got_terms, np.array(terms), "loss terms of each batch")
+    close(got_outs, np.concatenate(outs), "outputs")
     for a, b in zip(p2 + s2, p1 + s1):
         close(a, b, "params and state after the epoch")
+
+
+def test_without_the_fuse_pass_every_pointwise_node_is_its_own_kernel():
+    """`--no-pass fuse` reaches the CUDA backend: one generated kernel per pointwise node (and
+    still the CPU's train step); with fusion the same model needs fewer launches."""
+    path = os.path.join(ROOT, "examples", "xor.net")
+    with open(path) as f:
+        text = f.read()
+    fused = compile_program(parse(text, path), dtype="float32", device="cuda")
+    single = compile_program(parse(text, path), dtype="float32", device="cuda", disabled=("fuse",))
+    docs = re.findall(r'"""(.*) over \[', single.source)
+    assert docs and all("," not in d for d in docs), "a kernel with several ops without the fuse pass"
+    assert single.source.count("K.launch(") > fused.source.count("K.launch(")
+    cpu = netc.compile(path, dtype="float32", seed=0)
+    p_cpu = [cpu.params[p.name].copy() for p in cpu.ir.params]
+    p_gpu = [a.copy() for a in p_cpu]
+    s_cpu = [np.zeros_like(cpu.params[s.param]) for s in single.states]
+    s_gpu = [a.copy() for a in s_cpu]
+    k = len(cpu.loss_names)
+    l_cpu, l_gpu = np.zeros(k), np.zeros(k)
+    for step, (x, y) in enumerate(batches(cpu, np.random.default_rng(5))[:2], start=1):
+        close(single.train_step(x, y, np.float32(0.1), np.float32(step), p_gpu, s_gpu, l_gpu),
+              cpu.artifact.train_step(x, y, np.float32(0.1), np.float32(step), p_cpu, s_cpu, l_cpu), "output")
+        close(l_gpu, l_cpu, "loss terms")
+    for a, b in zip(p_gpu + s_gpu, p_cpu + s_cpu):
+        close(a, b, "params and state")
