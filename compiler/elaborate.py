@@ -359,7 +359,12 @@ class Elaborator:
 
     def eval_param(self, scope: Scope, st: A.ParamDecl):
         shape = self.eval_dims(scope, st.dims, f"param '{st.name}'")
-        init = self.eval_init(scope, st.init, default=InitSpec("zeros") if len(shape) < 2 else InitSpec("glorot"))
+        default = InitSpec("zeros") if len(shape) < 2 else InitSpec("glorot")
+        try:
+            init = self.eval_init(scope, st.init, default=default)
+        except Abort:
+            # reported; the param's shape is known, so its uses can still be checked
+            init = default
         return Tensor(self.new_param(scope.qualify(st.name), shape, init, st.span))
 
     def new_param(self, name: str, shape, init: InitSpec, span) -> int:
@@ -476,7 +481,12 @@ class Elaborator:
         return node
 
     def binop(self, scope, e: A.BinOp):
-        a, b = self.eval(scope, e.left), self.eval(scope, e.right)
+        try:
+            a = self.eval(scope, e.left)
+        except Abort:
+            self.eval(scope, e.right)      # its own mistakes are reported too, then give up
+            raise
+        b = self.eval(scope, e.right)
         num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
         if num(a) and num(b):
             if e.op == "@":

@@ -278,3 +278,23 @@ def test_no_input_with_a_loss_on_a_second_target_is_a_diagnostic():
     with pytest.raises(NetcError) as e:
         elaborate(parse(src, "m.net"))
     assert "the model has no `input`" in str(e.value)
+
+
+def test_independent_mistakes_behind_a_failed_definition_are_all_reported():
+    """A bad initializer does not hide the param's shape mismatch, and a failed left operand
+    does not hide an unknown name on the right."""
+    src = textwrap.dedent("""\
+        model typo
+        input  x[2]
+        target y: class[3]
+        param W[4, 3] = glorott
+        h = relu(W @ x + b)
+        p = softmax(dense(h, 3))
+        loss cross_entropy(p, y)
+        """)
+    with pytest.raises(NetcError) as e:
+        elaborate(parse(src, "typo.net"))
+    got = [(d.span.line, d.span.col, d.message) for d in e.value.diagnostics]
+    assert got == [(4, 17, "unknown initializer 'glorott'"),
+                   (5, 10, "shapes [4, 3] and [2] do not fit for '@'"),
+                   (5, 18, "unknown name 'b'")]
