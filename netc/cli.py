@@ -294,11 +294,12 @@ def _raw_points(model, parts):
 
 
 def _summary(results, splits=None) -> str:
+    from netc.runtime.model import fmt_metric
     splits = splits or [s for s in ("train", "val", "test") if s in results]
     keys = list(dict.fromkeys(k for s in splits for k in results[s]))
     lines = [f"{'':12s}" + "".join(f"{s:>10s}" for s in splits)]
     for k in keys:
-        lines.append(f"{k:12s}" + "".join(f"{results[s][k]:10.4f}" if k in results[s] else f"{'':10s}"
+        lines.append(f"{k:12s}" + "".join(fmt_metric(results[s][k], 10) if k in results[s] else f"{'':10s}"
                                          for s in splits))
     return "\n".join(lines)
 

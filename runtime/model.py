@@ -534,12 +534,19 @@ def _default_lr(opt: str) -> float:
     return OPTIMIZER_ARGS[opt]["lr"]
 
 
+def fmt_metric(v: float, width: int = 0) -> str:
+    """4 decimals, or 4 significant digits in scientific notation once a value is huge
+    (a diverging loss) or tiny."""
+    text = f"{v:.4f}" if v == 0 or 1e-3 <= abs(v) < 1e6 or not math.isfinite(v) else f"{v:.4g}"
+    return f"{text:>{width}}"
+
+
 def format_epoch(rec: dict, epochs: int) -> str:
     width = len(str(epochs))
     parts = [f"epoch {rec['epoch']:>{width}}/{epochs}"]
     for split in ("train", "val"):
         for k, v in rec.get(split, {}).items():
-            parts.append(f"{'' if split == 'train' else 'val_'}{k} {v:.4f}")
+            parts.append(f"{'' if split == 'train' else 'val_'}{k} {fmt_metric(v)}")
     parts.append(f"lr {rec['lr']:.4g}")
     parts.append(f"{rec['time'] * 1000:.0f} ms")
     return "  ".join(parts)
