@@ -80,7 +80,6 @@ def work_netc(peers, which, sizes, batch, steps, X, y):
 
 
 def work_netc_fit(peers, which, sizes, batch, steps, X, y):
-    import numpy as np
     m = _netc_model(peers, which, sizes)
     nb = len(X) // batch
     epochs = max(1, steps // nb)

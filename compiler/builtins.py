@@ -11,7 +11,7 @@ from typing import Callable, Dict, List
 from netc.dsl import ast as A
 
 from .elaborate import REQUIRED, Call, InitSpec, Ref, Tensor
-from .ir import B, fmt_shape, is_batched, per_sample
+from .ir import fmt_shape, is_batched, per_sample
 
 
 @dataclass

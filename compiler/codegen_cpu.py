@@ -254,7 +254,6 @@ class _Emitter:
         G = self.G
         shape = K.shape
         iv = [f"i{t}" for t in range(len(shape))]
-        members = set(K.nodes)
         self.lines.append(f"    # loop {list(shape)}: {', '.join(G.op(m) for m in K.nodes)}")
         pre, body, post, stores = [], [], [], []
         local: Dict[int, str] = {}
@@ -369,14 +368,14 @@ class _Emitter:
             L.append(f"        for j in range({width}):")
             L.append(f"            e = np.exp(x_{n}[r, j] - mx)")
             L.append(f"            {o}[r, j] = e")
-            L.append(f"            s += e")
+            L.append("            s += e")
             L.append(f"        s = {one} / s")
             L.append(f"        for j in range({width}):")
             L.append(f"            {o}[r, j] *= s")
         else:
             L.append(f"        for j in range({width}):")
             L.append(f"            s += np.exp(x_{n}[r, j] - mx)")
-            L.append(f"        lse = mx + np.log(s)")
+            L.append("        lse = mx + np.log(s)")
             if op == "log_softmax":
                 L.append(f"        for j in range({width}):")
                 L.append(f"            {o}[r, j] = x_{n}[r, j] - lse")

@@ -13,11 +13,11 @@ that very loop (each element is read before it is overwritten: stores come last 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Dict, List, Optional
 
 from .fuse import REDUCTIONS, Schedule, entry_roots, schedule
-from .ir import B, LEAF_OPS, Graph
+from .ir import B, Graph
 
 ALIGN = 16          # slot offsets are multiples of 16 elements (64 bytes in float32)
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 from netc.dsl import ast as A
 
 from . import passes as P
 from .autodiff import grad
 from .cache import load_module
-from .codegen_cpu import Function, arg_name, generate
+from .codegen_cpu import Function, generate
 from .elaborate import ModelIR, elaborate
 from .ir import Graph, verify
 from .optim import add_update
@@ -56,10 +56,31 @@ class Artifact:
         return r
 
     # The runtime's contract: these three signatures stay fixed whatever the backend generates.
-    def train_step(self, x, y, lr, step, params: list, states: list, losses):
+    def train_step(self, x, y, lr, step, params: list, states: list, losses, out=None):
         """One step: forward, backward and the optimizer's update of `params` and `states` in
-        place; the loss terms (before the update) go to `losses`; returns the output batch."""
-        return self._call("train_step", (x, y, lr, step, params, states, losses))
+        place; the loss terms (before the update) go to `losses`; returns the output batch
+        (written into `out` when given)."""
+        return self._call("train_step", (x, y, lr, step, params, states, losses, out))
+
+    def train_epoch(self, X, y, batch: int, lr, step0: int, params: list, states: list, order=None):
+        """An epoch of train steps over the rows of X (in `order` when given), numbered
+        step0 + 1, ...: returns the loss terms of each batch (float64 [batches, terms]) and the
+        outputs of all rows in batch order. Each batch is a contiguous view of the epoch's
+        data, and its loss terms and output are written in place: a step costs the compiled
+        call and a few slices. A non-finite loss does not stop the epoch; the caller reads the
+        terms once, at its end (as from a GPU)."""
+        import numpy as np
+        Xe, Ye = (X, y) if order is None else (X[order], y[order])
+        n = len(Xe)
+        terms = np.zeros((-(-n // batch), len(self.loss_names)))
+        out_node = self.entries["train_step"].outputs.get("output")
+        outs = np.empty((n,) + tuple(self.entries["train_step"].shape(out_node)[1:]), self.dtype) \
+            if out_node is not None else None
+        dt = np.dtype(self.dtype).type
+        for j, i in enumerate(range(0, n, batch)):
+            self.train_step(Xe[i:i + batch], Ye[i:i + batch], lr, dt(step0 + j + 1), params, states, terms[j],
+                            None if outs is None else outs[i:i + batch])
+        return terms, outs
 
     def evaluate(self, x, y, params: list, losses):
         """Loss terms into `losses`; returns the output batch."""
@@ -107,24 +128,29 @@ def _caller(art: "Artifact", name: str):
             got = per_batch[B] = (arena, (B,) + rest if rest is not None else None)
         return got
 
-    def _generic(x, y, rest_args):
+    def _generic(x, y, rest_args, into=None):
         if not planned:
-            return jit(x, *y, *rest_args)
+            r = jit(x, *y, *rest_args)
+            if into is not None and r is not None:
+                into[...] = r
+                return into
+            return r
         arena, oshape = buffers(x.shape[0])
-        out = (np.empty(oshape, dt),) if oshape is not None else ()
+        out = ((np.empty(oshape, dt) if into is None else into),) if oshape is not None else ()
         jit(x, *y, *rest_args, *out, *arena)
         return out[0] if out else None
     if name == "train_step":
         if planned and has_y and rest is not None and arena_size:
-            def train_step(x, y, lr, step, params, states, losses):       # the usual case, kept lean
+            def train_step(x, y, lr, step, params, states, losses, out=None):   # the usual case, kept lean
                 got = per_batch.get(x.shape[0]) or buffers(x.shape[0])
-                out = np.empty(got[1], dt)
+                if out is None:
+                    out = np.empty(got[1], dt)
                 jit(x, y, lr, step, *params, *states, losses, out, *got[0])
                 return out
             return train_step
 
-        def train_step(x, y, lr, step, params, states, losses):
-            return _generic(x, (y,) if has_y else (), (lr, step, *params, *states, losses))
+        def train_step(x, y, lr, step, params, states, losses, out=None):
+            return _generic(x, (y,) if has_y else (), (lr, step, *params, *states, losses), out)
         return train_step
     if name == "evaluate":
         def evaluate(x, y, params, losses):

@@ -10,7 +10,7 @@ A diagnostic renders as
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, List, Optional
 
 from .ast import Span, NO_SPAN

@@ -71,7 +71,6 @@ def diagnose(model, train, order, bs: int, b: int, step0: int, lr: float, epoch:
     dt = model.dtype.type
     params = model._args()
     states = [model._state[s.name] for s in art.states]
-    n = len(train.X)
 
     def batch(j):
         if order is None:

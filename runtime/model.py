@@ -374,7 +374,6 @@ class Model:
         if progress is None:
             progress = Progress("lines" if log else "quiet", write=log)
         k = len(self.loss_names)
-        losses = np.zeros(k)
         sums = np.zeros(k)
         state_args = [self._state[x.name] for x in self.artifact.states]
         params = self._args()
@@ -383,10 +382,8 @@ class Model:
             best_params = {nm: np.array(a) for nm, a in (best_saved or {}).items()} or None
         snap_p = [np.empty_like(a) for a in params]          # the params at the start of the epoch,
         snap_s = [np.empty_like(a) for a in state_args]      # to replay a diverged epoch
-        step_fn = self.artifact.train_step
-        epoch_fn = getattr(self.artifact, "train_epoch", None)    # a CUDA artifact runs whole epochs
-        X, Y = train.X, train.y
-        dt = self.dtype.type
+        epoch_fn = self.artifact.train_epoch
+        Y = train.y
         if resume is None:
             st.rng, st.schedule = rng.bit_generator.state, sched.state_dict()
             if run is not None:
@@ -397,7 +394,6 @@ class Model:
                 epoch = st.done
                 t0 = time.perf_counter()
                 lr = sched.lr_at(epoch)
-                lr_dt = dt(lr)
                 order = rng.permutation(n) if shuffle else None
                 for a, b in zip(snap_p + snap_s, params + state_args):
                     np.copyto(a, b)
@@ -405,27 +401,12 @@ class Model:
                 sums[:] = 0.0
                 outs = []
                 bar = progress.epoch_start(epoch + 1, epochs, -(-n // bs))
-                if epoch_fn is not None:
-                    # the whole epoch on the device; the host reads its loss terms and outputs once
-                    Ye = Y if order is None else Y[order]
-                    outs = [self._device_epoch(epoch_fn, train, order, bs, lr, epoch, snap_p, snap_s, sums)]
-                    if bar is not None:
-                        bar.update(-(-n // bs))
-                else:
-                    # the epoch's data in its shuffled order, once: each batch is then a contiguous view
-                    Xe, Ye = (X, Y) if order is None else (X[order], Y[order])
-                    # ---- the per-batch loop: keep it small (no per-step work that scales with the model)
-                    for i in range(0, n, bs):
-                        xb, yb = Xe[i:i + bs], Ye[i:i + bs]
-                        self.step += 1
-                        out = step_fn(xb, yb, lr_dt, dt(self.step), params, state_args, losses)
-                        if not math.isfinite(losses.sum()):
-                            self._diverged(train, order, bs, i // bs, step0, lr, epoch, snap_p, snap_s)
-                        sums += losses * len(xb)
-                        outs.append(out)
-                        if bar is not None:
-                            bar.update(1)
-                    # ----
+                # the whole epoch in one call: the artifact runs its steps (on a GPU, with the
+                # data there) and hands back each batch's loss terms and the outputs, once
+                Ye = Y if order is None else Y[order]
+                outs = [self._run_epoch(epoch_fn, train, order, bs, lr, epoch, snap_p, snap_s, sums)]
+                if bar is not None:
+                    bar.update(-(-n // bs))
                 self._device("sync")     # the host arrays get the device's values once per epoch
                 if not all(np.isfinite(p).all() for p in params):
                     self._diverged(train, order, bs, (n - 1) // bs, step0, lr, epoch, snap_p, snap_s, update=True)
@@ -480,11 +461,11 @@ class Model:
                 history.restored_epoch = st.best_epoch
         return history
 
-    def _device_epoch(self, epoch_fn, train, order, bs, lr, epoch, snap_p, snap_s, sums):
-        """One epoch through the artifact's train_epoch (data, params and state on the device):
-        the same batches and step numbers as the per-batch loop; adds the loss terms times the
-        batch sizes to `sums` and returns the outputs. A non-finite loss term in any batch is
-        diagnosed from the first such batch, as the per-batch loop would have."""
+    def _run_epoch(self, epoch_fn, train, order, bs, lr, epoch, snap_p, snap_s, sums):
+        """One epoch through the artifact's train_epoch; adds the loss terms times the batch
+        sizes to `sums` (in batch order) and returns the outputs. A non-finite loss term in any
+        batch is diagnosed from the first such batch (runtime/diverge.py replays the epoch
+        from its start)."""
         n = len(train.X)
         step0 = self.step
         terms, out = epoch_fn(train.X, train.y, bs, self.dtype.type(lr), step0, self._args(),

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import numpy as np
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 from typing import List, Optional
 
 import numpy as np
@@ -116,7 +115,6 @@ def read_features(spec: dict, width: int, known_label=None) -> np.ndarray:
 def columns(model) -> List[str]:
     """The CSV columns of predictions: p_<class> per class then `class` for a classifier, the
     output's values otherwise."""
-    t = model.ir.target
     out_shape = model.ir.graph.shape(model.ir.output)[1:]
     width = int(np.prod(out_shape)) if out_shape else 1
     if model._is_classifier():

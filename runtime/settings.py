@@ -3,7 +3,7 @@ diagnostics for values that make no sense. Command-line and Python overrides go 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, List, Optional, Tuple
 
 import numpy as np

@@ -4,7 +4,6 @@ a changed file refused on resume, reproducibility, divergence and data-error mes
 and a real CSV file with string class names."""
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys

@@ -30,7 +30,6 @@ def sample(shape, domain, rng):
 
 def build(name, case, rng):
     """A graph: leaf inputs -> the op. Returns (G, leaves, node, values)."""
-    op = REGISTRY[name]
     G = Graph()
     leaves, values = [], {}
     for k, shape in enumerate(case.shapes):

@@ -2,7 +2,6 @@
 early stopping (and the best weights restored whatever way the run ends), standardization,
 string labels, divergence diagnostics, reproducibility, progress, checkpoints."""
 import io
-import json
 import os
 
 import numpy as np
