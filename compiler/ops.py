@@ -30,6 +30,22 @@ class Case:
     attrs: dict = field(default_factory=dict)
     domains: Optional[List[str]] = None
 
+    def sample(self, k: int, rng: np.random.Generator, batch: int = 3) -> np.ndarray:
+        """Draw operand k from its domain, with the batch axis B of size `batch`."""
+        shape = tuple(batch if d == B else d for d in self.shapes[k])
+        domain = (self.domains or [None] * len(self.shapes))[k] or "real"
+        if domain.startswith("int:"):
+            return rng.integers(0, int(domain[4:]), shape).astype(np.int64)
+        x = np.asarray(rng.standard_normal(shape))
+        if domain == "pos":
+            return np.asarray(np.abs(x) + 0.5)
+        if domain == "away0":            # away from kinks (abs at 0, max/min at ties)
+            return np.asarray(np.where(x >= 0, x + 0.3, x - 0.3))
+        return x
+
+    def is_int(self, k: int) -> bool:
+        return ((self.domains or [None] * len(self.shapes))[k] or "").startswith("int:")
+
 
 @dataclass
 class Op:

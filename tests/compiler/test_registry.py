@@ -1,31 +1,20 @@
 """Every op of the registry, from its own table of cases: the gradient built by its vjp rule
 equals central finite differences (float64), and its generated CPU kernel equals its NumPy
 reference. Registering an op is what gets it tested."""
+import zlib
+
 import numpy as np
 import pytest
 
 from netc.compiler import cache
 from netc.compiler.autodiff import grad
-from netc.compiler.codegen_cpu import Function, generate
+from netc.compiler.codegen_cpu import generate
 from netc.compiler.interp import evaluate
 from netc.compiler.ir import B, Graph, verify
 from netc.compiler.ops import REGISTRY
 
 BATCH = 3
-CASES = [(name, i) for name, op in sorted(REGISTRY.items()) for i in range(len(op.cases))]
-
-
-def sample(shape, domain, rng):
-    shape = tuple(BATCH if d == B else d for d in shape)
-    domain = domain or "real"
-    if domain.startswith("int:"):
-        return rng.integers(0, int(domain[4:]), shape).astype(np.int64)
-    x = np.asarray(rng.standard_normal(shape))
-    if domain == "pos":
-        return np.asarray(np.abs(x) + 0.5)
-    if domain == "away0":            # away from kinks (abs at 0, max/min at ties)
-        return np.asarray(np.where(x >= 0, x + 0.3, x - 0.3))
-    return x
+CASES = [(name, i) for name, op in sorted(REGISTRY.items()) for i in range(len(op.cases))]   # as conftest.OP_CASES
 
 
 def build(name, case, rng):
@@ -33,11 +22,8 @@ def build(name, case, rng):
     G = Graph()
     leaves, values = [], {}
     for k, shape in enumerate(case.shapes):
-        dom = (case.domains or [None] * len(case.shapes))[k]
-        v = sample(shape, dom, rng)
-        dtype = "int" if dom and dom.startswith("int:") else "float"
-        leaves.append(G.leaf("input", f"a{k}", shape, dtype=dtype))
-        values[f"a{k}"] = v
+        leaves.append(G.leaf("input", f"a{k}", shape, dtype="int" if case.is_int(k) else "float"))
+        values[f"a{k}"] = case.sample(k, rng, BATCH)
     n = G.add(name, leaves, case.attrs)
     verify(G)
     return G, leaves, n, values
@@ -48,7 +34,7 @@ def test_gradient_matches_finite_differences(name, i):
     op = REGISTRY[name]
     if op.vjp is None:
         pytest.skip(f"{name} is not differentiable (by design)")
-    rng = np.random.default_rng(hash((name, i)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(f"{name}/{i}".encode()))      # the same data every run
     G, leaves, n, values = build(name, op.cases[i], rng)
     shape = tuple(BATCH if d == B else d for d in G.shape(n))
     w = rng.standard_normal(shape)
@@ -77,28 +63,10 @@ def test_gradient_matches_finite_differences(name, i):
         assert err <= 1e-6, f"{name} case {i}: d/d{key} off by {err:.2e}\nvjp {g}\nfd {num}"
 
 
-@pytest.mark.parametrize("dtype", ["float64"])
-def test_cpu_kernels_match_reference(dtype):
-    """All cases compiled into ONE module (one Numba compile per op case would be slow)."""
-    rng = np.random.default_rng(0)
-    G = Graph()
-    fns, expected = [], {}
-    for name, i in CASES:
-        op = REGISTRY[name]
-        case = op.cases[i]
-        args, feeds = [], {}
-        for k, shape in enumerate(case.shapes):
-            dom = (case.domains or [None] * len(case.shapes))[k]
-            dt = "int" if dom and dom.startswith("int:") else "float"
-            leaf = G.leaf("input", f"{name}{i}_{k}", shape, dtype=dt)
-            args.append(leaf)
-            feeds[f"{name}{i}_{k}"] = sample(shape, dom, rng)
-        n = G.add(name, args, case.attrs)
-        fn = Function(f"k_{name}_{i}", args, returns=[n])
-        fns.append(fn)
-        expected[fn.name] = (feeds, evaluate(G, feeds, [n])[n], [G.node(a)["name"] for a in args])
-    verify(G)
-    module = cache.load_module(generate(G, fns, dtype, "registry test"))
+def test_cpu_kernels_match_reference(op_case_graph):
+    """Every case's generated CPU kernel (all cases in ONE module) equals its reference."""
+    G, fns, expected = op_case_graph
+    module = cache.load_module(generate(G, fns, "float64", "registry test"))
     for fn in fns:
         feeds, want, order = expected[fn.name]
         got = getattr(module, fn.name)(*[feeds[k] for k in order])

@@ -1,6 +1,6 @@
 """The CUDA tests run on Numba's CUDA simulator (no GPU needed), unless NETC_CUDA_REAL=1 asks
-for the real device (bench/gpu_check.sh). The simulator must be chosen before numba.cuda is
-first imported; the CPU path never imports it, so setting the variable here is early enough.
+for the real device (bench/gpu_check.sh). Numba reads NUMBA_ENABLE_CUDASIM when it is first
+imported, and other tests import it before this file runs: the config is reloaded here.
 Without numba-cuda the whole directory is skipped."""
 import importlib.util
 import os
@@ -11,6 +11,8 @@ import pytest
 SIMULATED = os.environ.get("NETC_CUDA_REAL") != "1"
 if SIMULATED:
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+    if "numba" in sys.modules:          # Numba reads its config when first imported
+        sys.modules["numba"].core.config.reload_config()
 
 
 @pytest.fixture(autouse=True, scope="package")

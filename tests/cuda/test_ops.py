@@ -6,26 +6,10 @@ import numpy as np
 import pytest
 
 from netc.compiler import cache
-from netc.compiler.codegen_cpu import Function
-from netc.compiler.interp import evaluate
-from netc.compiler.ir import B, Graph, verify
 from netc.compiler.ops import REGISTRY
 
 BATCH = 3
 CASES = [(name, i) for name, op in sorted(REGISTRY.items()) for i in range(len(op.cases))]
-
-
-def sample(shape, domain, rng):
-    shape = tuple(BATCH if d == B else d for d in shape)
-    domain = domain or "real"
-    if domain.startswith("int:"):
-        return rng.integers(0, int(domain[4:]), shape).astype(np.int64)
-    x = np.asarray(rng.standard_normal(shape))
-    if domain == "pos":
-        return np.asarray(np.abs(x) + 0.5)
-    if domain == "away0":
-        return np.asarray(np.where(x >= 0, x + 0.3, x - 0.3))
-    return x
 
 
 def test_every_op_has_a_cuda_lowering():
@@ -35,25 +19,9 @@ def test_every_op_has_a_cuda_lowering():
 
 
 @pytest.fixture(scope="module")
-def module_and_cases():
+def module_and_cases(op_case_graph):
     from netc.compiler import codegen_cuda
-    rng = np.random.default_rng(0)
-    G = Graph()
-    fns, expected = [], {}
-    for name, i in CASES:
-        case = REGISTRY[name].cases[i]
-        args, feeds = [], {}
-        for k, shape in enumerate(case.shapes):
-            dom = (case.domains or [None] * len(case.shapes))[k]
-            leaf = G.leaf("input", f"{name}{i}_{k}", shape,
-                          dtype="int" if dom and dom.startswith("int:") else "float")
-            args.append(leaf)
-            feeds[f"{name}{i}_{k}"] = sample(shape, dom, rng)
-        n = G.add(name, args, case.attrs)
-        fn = Function(f"k_{name}_{i}", args, returns=[n])
-        fns.append(fn)
-        expected[fn.name] = (feeds, evaluate(G, feeds, [n])[n], [G.node(a)["name"] for a in args])
-    verify(G)
+    G, fns, expected = op_case_graph
     source = codegen_cuda.generate(G, fns, "float64", "registry test")
     return cache.load_module(source), fns, expected
 
