@@ -11,6 +11,7 @@ the PTX test compiles for compute capability 9.0. Imported only by the CUDA back
 from __future__ import annotations
 
 import math
+import sys
 from functools import lru_cache
 from typing import List, Tuple
 
@@ -19,6 +20,38 @@ from numba import cuda
 
 # the simulator (NUMBA_ENABLE_CUDASIM=1) replaces numba.cuda's functions with its own
 SIM = cuda.to_device.__module__.startswith("numba.cuda.simulator")
+
+
+def _sim_shared_array(self, shape, dtype, alignment=None):
+    """The simulator's `cuda.shared.array`, without its race. The simulator runs each thread
+    of a block as a Python thread and gives them one array per call site, found in a dict and
+    created by the first thread to ask; its own version looks the site up, allocates and stores
+    in three steps, so two threads that ask at the same time (a thread switch between the
+    lookup and the store) each get an array of their own: a reduction then reads elements no
+    thread wrote (uninitialized memory: garbage, an overflow in a later exp), now and then,
+    more often the more switches. Here the store is one atomic `setdefault`: every thread of
+    the block gets the array stored first. The call site is the caller's (file, line), as in
+    the simulator (one shared array per line)."""
+    if alignment is not None:
+        raise RuntimeError("Array alignment is not supported in cudasim")
+    from numba.core import types
+    from numba.np import numpy_support
+    if isinstance(dtype, types.Type):
+        dtype = numpy_support.as_dtype(dtype)
+    if shape == 0:                           # dynamic shared memory: one buffer, no race
+        count = self._dynshared_size // dtype.itemsize
+        return np.frombuffer(self._dynshared.data, dtype=dtype, count=count)
+    f = sys._getframe(1)
+    caller = (f.f_code.co_filename, f.f_lineno)
+    res = self._allocations.get(caller)
+    if res is None:
+        res = self._allocations.setdefault(caller, np.empty(shape, dtype))
+    return res
+
+
+if SIM:
+    from numba.cuda.simulator import kernelapi as _kernelapi
+    _kernelapi.FakeCUDAShared.array = _sim_shared_array
 
 # Launch shapes. The simulator runs every thread as a Python thread, so it gets small blocks;
 # the kernels are the same and the small tiles exercise their edge handling.

@@ -53,3 +53,44 @@ def test_column_reductions():
         out = cuda.device_array((3, 5))
         KK.reduce_cols(cuda.to_device(x), out, 7.0 if kind == "sum" else 1.0, kind)
         np.testing.assert_allclose(out.copy_to_host(), want, rtol=1e-12, err_msg=kind)
+
+
+def test_shared_arrays_are_shared_when_threads_ask_at_once(monkeypatch):
+    """Every thread of a block gets the same shared array even when they ask for it at the
+    same time. The simulator's own `cuda.shared.array` looks the call site up, allocates and
+    stores in three steps: a thread switch in between gave two threads two arrays and the
+    reductions read elements nobody wrote (garbage, now and then, in the full suite). Here the
+    allocation waits until a second thread asks too (as a thread switch at the worst moment
+    would), and unwritten memory is NaN: without the fix, NaN every time."""
+    import threading
+    from numba import cuda
+    from netc.compiler import cuda_kernels as KK
+    if not KK.SIM:
+        pytest.skip("a simulator race")
+    empty, second, asked = np.empty, threading.Event(), []
+
+    def slow_empty(shape, dtype=float, *args, **kwargs):
+        if threading.current_thread() is not threading.main_thread():   # a simulated thread
+            asked.append(1)
+            if len(asked) == 1:
+                second.wait(0.5)         # the first waits for a second thread to ask
+            second.set()
+        out = empty(shape, dtype, *args, **kwargs)
+        out.fill(np.nan)
+        return out
+
+    x = np.random.default_rng(2).standard_normal((KK.ROW_RPB, 3 * KK.ROW_NT))
+    dx, out = cuda.to_device(x), cuda.device_array(x.shape[0])
+    soft = cuda.device_array(x.shape)
+    a, b = np.random.default_rng(3).standard_normal((2, 9, 9))
+    c = cuda.device_array((9, 9))
+    monkeypatch.setattr(np, "empty", slow_empty)
+    KK.reduce_rows(dx, out, 1.0)
+    assert second.is_set(), "no second thread asked for the shared array"
+    KK.softmax_rows(dx, soft)
+    KK.matmul(cuda.to_device(a), cuda.to_device(b), c, False, False)
+    monkeypatch.setattr(np, "empty", empty)
+    np.testing.assert_allclose(out.copy_to_host(), x.sum(1), rtol=1e-12)
+    e = np.exp(x - x.max(1, keepdims=True))
+    np.testing.assert_allclose(soft.copy_to_host(), e / e.sum(1, keepdims=True), rtol=1e-12)
+    np.testing.assert_allclose(c.copy_to_host(), a @ b, rtol=1e-12)
