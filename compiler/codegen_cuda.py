@@ -218,10 +218,15 @@ def _prod(dims: Sequence) -> str:
 
 
 # ======================================================================= grouping rules
+class MissingLowering(Exception):
+    """An op of the registry has no CUDA lowering: a bug of netc's, named loudly (the test
+    that every registry op is lowered catches it first)."""
+
+
 def _lowering(G: Graph, n: int) -> Lowering:
     op = G.op(n)
     if op not in LOWERINGS:
-        raise NotImplementedError(f"op '{op}' has no CUDA lowering (add one to codegen_cuda.LOWERINGS)")
+        raise MissingLowering(f"op '{op}' has no CUDA lowering (add one to codegen_cuda.LOWERINGS)")
     return LOWERINGS[op]
 
 
