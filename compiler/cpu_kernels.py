@@ -59,25 +59,13 @@ def erf(x):
 
 
 @njit(cache=True, nogil=True)
-def rowmax(x2):
-    """The maximum of each row of a 2-d array."""
+def rowextreme(x2, largest):
+    """The maximum (largest=True) or minimum of each row of a 2-d array."""
     out = np.empty(x2.shape[0], dtype=x2.dtype)
     for i in range(x2.shape[0]):
         m = x2[i, 0]
         for j in range(1, x2.shape[1]):
-            m = max(m, x2[i, j])
-        out[i] = m
-    return out
-
-
-@njit(cache=True, nogil=True)
-def rowmin(x2):
-    """The minimum of each row of a 2-d array."""
-    out = np.empty(x2.shape[0], dtype=x2.dtype)
-    for i in range(x2.shape[0]):
-        m = x2[i, 0]
-        for j in range(1, x2.shape[1]):
-            m = min(m, x2[i, j])
+            m = max(m, x2[i, j]) if largest else min(m, x2[i, j])
         out[i] = m
     return out
 
@@ -90,11 +78,9 @@ def logsumexp(x, k):
     for a in range(x.ndim - k, x.ndim):
         n *= x.shape[a]
     x2 = np.ascontiguousarray(x).reshape((x.size // n, n))
-    out = np.empty(x2.shape[0], dtype=x2.dtype)
+    out = rowextreme(x2, True)
     for i in range(x2.shape[0]):
-        m = x2[i, 0]
-        for j in range(1, n):
-            m = max(m, x2[i, j])
+        m = out[i]
         s = 0.0
         for j in range(n):
             s += np.exp(x2[i, j] - m)
