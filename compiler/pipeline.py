@@ -93,6 +93,18 @@ class Artifact:
     def has_predict(self) -> bool:
         return "predict" in self.entries
 
+    # Residency hooks of the backend contract: on the CPU the host arrays are the kernels' own.
+    device = "cpu"
+
+    def hold(self) -> None:
+        """Nothing to do: params and state live in host memory."""
+
+    def sync(self) -> None:
+        """Nothing to do: params and state live in host memory."""
+
+    def release(self, sync: bool = True) -> None:
+        """Nothing to do: params and state live in host memory."""
+
 
 ARENAS_KEPT = 4         # arenas kept per entry point (one per recent batch size)
 
@@ -248,24 +260,11 @@ def functions(model: ModelIR, G: Graph, states: List[StateInfo], graphs: Optiona
     return fns
 
 
-def compile_program(program: A.Program, dtype: str = "float32", disabled=(), verify_each: bool = False,
-                    threads: Optional[int] = None, device: Optional[str] = "cpu") -> Artifact:
-    """Compile a parsed program; raises NetcError for the user's mistakes. Timings of each
-    stage go to Artifact.timings (the Numba compile of an entry point is timed at its first
-    call, which is when it happens)."""
+def compile_cpu(model: ModelIR, forward: Graph, G: Graph, states: List[StateInfo], report: Dict[str, int],
+                dtype: str, t: Dict[str, float], disabled=(), verify_each: bool = False,
+                threads: Optional[int] = None) -> Artifact:
+    """The CPU backend: entry graphs, generated source, the imported module."""
     from .threads import configure
-    assert dtype in DTYPES, dtype
-    t = {}
-    t0 = time.perf_counter()
-    model = elaborate(program)
-    t["elaborate"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    forward, G, states, report = build_graph(model, disabled, verify_each)
-    t["graph+autodiff+passes"] = time.perf_counter() - t0
-    if device != "cpu":      # None: the train block's `device`; CUDA is imported only when asked for
-        from . import backend_cuda
-        if backend_cuda.resolve_device(device, model, program.source) == "cuda":
-            return backend_cuda.compile_cuda(model, forward, G, states, report, dtype, t, disabled)
     t0 = time.perf_counter()
     graphs, entry_report = entry_graphs(model, G, disabled, verify_each)
     report.update(entry_report)
@@ -280,3 +279,11 @@ def compile_program(program: A.Program, dtype: str = "float32", disabled=(), ver
     chosen = configure(threads)
     return Artifact(model, forward, G, dtype, states, source, module,
                     [l.name for l in model.losses], report, t, graphs, chosen)
+
+
+def compile_program(program: A.Program, dtype: str = "float32", disabled=(), verify_each: bool = False,
+                    threads: Optional[int] = None, device: Optional[str] = "cpu") -> Artifact:
+    """Compile a parsed program (the front end's check, then lower); raises NetcError for the
+    user's mistakes."""
+    from .frontend import check, lower
+    return lower(check(program, disabled, verify_each), device=device, dtype=dtype, threads=threads)

@@ -65,7 +65,7 @@ def plan_text(G: Graph) -> str:
     return "\n".join(lines)
 
 
-def stage(program: A.Program, which: str, dtype: str = "float32", disabled=()) -> str:
+def stage(program: A.Program, which: str, dtype: str = "float32", disabled=(), device: str = "cpu") -> str:
     from .elaborate import elaborate
     from .pipeline import build_graph, compile_program, entry_graphs
     if which == "ast":
@@ -88,4 +88,5 @@ def stage(program: A.Program, which: str, dtype: str = "float32", disabled=()) -
         for name, E in graphs.items():
             parts.append(plan_text(E))
         return "\n".join(parts)
-    return compile_program(program, dtype=dtype, disabled=disabled).source
+    from .frontend import check, kernels_source
+    return kernels_source(check(program, disabled), device, dtype)

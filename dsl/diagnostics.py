@@ -56,8 +56,18 @@ def render(diag: Diagnostic, source: Optional[str]) -> str:
     return "\n".join(out)
 
 
-class NetcError(Exception):
-    """A mistake of the user's (in a .net file, the data or the command line). Never a bug."""
+class UserError(Exception):
+    """The base of every error that is the user's mistake -- in a .net file, the data, the
+    command line, a run directory or the environment -- and never a bug. The CLI catches this
+    one class: it prints the message and exits with status 2, without a traceback."""
+
+    def render(self) -> str:
+        return f"error: {self}"
+
+
+class NetcError(UserError):
+    """A mistake of the user's located in a source (a .net file, or the command line when the
+    span is empty): one or more diagnostics, sorted by position."""
 
     def __init__(self, diagnostics: Iterable[Diagnostic], source: Optional[str] = None):
         self.diagnostics = sorted(diagnostics, key=Diagnostic.sort_key)
@@ -92,7 +102,21 @@ class Collector:
             raise NetcError(self.errors, self.source)
 
 
+def closest(name: str, candidates: Iterable[str]) -> Optional[str]:
+    """The candidate closest to a misspelled `name`, compared case-insensitively
+    (`Relu` finds `relu`, `W_H` finds `W_h`), or None when none is close."""
+    by_folded: dict = {}
+    for c in sorted(set(candidates)):
+        by_folded.setdefault(c.casefold(), c)
+    folded = name.casefold()
+    if folded in by_folded:
+        return by_folded[folded]
+    close = difflib.get_close_matches(folded, list(by_folded), n=1, cutoff=0.6)
+    return by_folded[close[0]] if close else None
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> Optional[str]:
-    """A 'did you mean' hint for a misspelled name, or None."""
-    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
+    """The one 'did you mean' hint of netc: "did you mean 'x'?" for the closest candidate
+    (see `closest`), or None."""
+    close = closest(name, candidates)
+    return f"did you mean '{close}'?" if close else None
