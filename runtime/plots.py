@@ -163,8 +163,6 @@ def plot_run(run_path: str, out_dir: Optional[str] = None, model=None, data=None
     rd = RunDir(run_path)
     out_dir = out_dir or rd.path
     records = rd.records()
-    if not records:
-        raise PlotError(f"{rd.shown}: no epochs to plot (metrics.jsonl is empty)")
     best_epoch = None
     try:
         doc = rd.read_settings()
@@ -180,6 +178,8 @@ def plot_run(run_path: str, out_dir: Optional[str] = None, model=None, data=None
                 best_epoch = (meta.get("training") or {}).get("epoch_of")
             except checkpoint.CheckpointError:
                 best_epoch = None
+    if not records:
+        raise PlotError(f"{rd.shown}: no epochs to plot (metrics.jsonl is empty)")
     paths = plot_history(records, out_dir, model.name, best_epoch)
     if tuple(model.ir.input_shape) == (2,) and model.ir.target is not None:
         if data is None:
