@@ -10,6 +10,24 @@ import os
 import sys
 import time
 
+import numpy as np
+
+import netc
+from netc.compiler import cache, frontend, show
+from netc.compiler.graphviz import render as render_dot, to_dot
+from netc.compiler.passes import PASS_NAMES
+from netc.compiler.threads import configure, describe
+from netc.dsl import NetcError, UserError, parse
+from netc.dsl.ast import NO_SPAN
+from netc.dsl.diagnostics import render
+from netc.runtime import checkpoint, session
+from netc.runtime.build import read_source
+from netc.runtime.diverge import TrainingDiverged
+from netc.runtime.plots import plot_run
+from netc.runtime.predictions import read_features, write_predictions
+from netc.runtime.progress import Progress, fmt_metric
+from netc.runtime.settings import parse_data_arg, resolve
+
 EXIT_USER = 2
 
 
@@ -82,21 +100,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    from netc.dsl import NetcError
-    from netc.runtime.data import DataError
-    from netc.runtime.model import TrainingDiverged
-    from netc.runtime.plots import PlotError
     try:
         return {"train": cmd_train, "check": cmd_check, "show": cmd_show, "eval": cmd_eval,
                 "predict": cmd_predict, "plot": cmd_plot, "graph": cmd_graph, "cache": cmd_cache}[args.command](args)
-    except NetcError as e:
+    except UserError as e:        # the user's mistake: the message, no traceback
         print(_render(e), file=sys.stderr)
-        n = len(e.diagnostics)
+        n = len(e.diagnostics) if isinstance(e, NetcError) else 1
         if n > 1:
             print(f"{n} errors", file=sys.stderr)
-        return EXIT_USER
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
         return EXIT_USER
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
@@ -105,18 +116,16 @@ def main(argv=None) -> int:
         if e.restored_epoch:
             print(f"the model keeps the weights of epoch {e.restored_epoch} (early stopping's best)", file=sys.stderr)
         return 1
-    except PlotError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USER
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
 
 
-def _render(e) -> str:
-    """A NetcError as text; one without a place in a file (about the command line, a run
-    directory, a checkpoint) reads `error: ...`."""
-    from netc.dsl.ast import NO_SPAN
+def _render(e: UserError) -> str:
+    """A user error as text: a NetcError with its carets; one without a place in a file (about
+    the command line, a run directory, a checkpoint, the data) reads `error: ...`."""
+    if not isinstance(e, NetcError):
+        return e.render()
     if all(d.span == NO_SPAN for d in e.diagnostics):
         return "\n".join(f"{d.severity}: {d.message}" + (f"\n    hint: {d.hint}" if d.hint else "")
                          for d in e.diagnostics)
@@ -124,29 +133,20 @@ def _render(e) -> str:
 
 
 def _check_passes(names):
-    from netc.compiler.passes import PASS_NAMES
-    from netc.dsl import NetcError
     for n in names:
         if n not in PASS_NAMES:
             raise NetcError.single(f"unknown pass '{n}' (passes: {', '.join(PASS_NAMES)})")
 
 
 def _warnings(model) -> None:
-    from netc.dsl.diagnostics import render
     for w in model.ir.warnings:
         print(render(w, model.source), file=sys.stderr)
 
 
 def cmd_train(args) -> int:
-    from netc.runtime import session
-    from netc.runtime.model import TrainingDiverged
-    from netc.runtime.progress import Progress
-    from netc.runtime.settings import parse_data_arg
     _check_passes(args.no_pass)
     if args.threads is not None:
-        from netc.compiler.threads import configure
         if args.threads < 1:
-            from netc.dsl import NetcError
             raise NetcError.single("--threads must be at least 1")
         configure(args.threads)
     if args.resume:
@@ -155,7 +155,6 @@ def cmd_train(args) -> int:
             "no_pass": args.no_pass, "out": args.out})
     else:
         if not args.file:
-            from netc.dsl import NetcError
             raise NetcError.single("netc train: give FILE.net (or --resume DIR)")
         spec = parse_data_arg(args.data, args.label) if args.data else None
         job = session.new_job(args.file, dtype=args.dtype, disabled=args.no_pass, out=args.out,
@@ -197,7 +196,6 @@ def cmd_train(args) -> int:
         print(f"trained in {time.perf_counter() - t1:.2f} s (first epoch: {first:.2f} s); "
               f"run directory {_shown(run.path)}")
     if args.plot:
-        from netc.runtime.plots import plot_run
         parts = (job.train, job.val, job.test)
         paths = plot_run(run.path, model=model, data=_raw_points(model, parts))
         print("plots: " + ", ".join(_shown(p) for p in paths))
@@ -212,39 +210,27 @@ def cmd_train(args) -> int:
 
 def _verbose(model) -> None:
     """--verbose: the time of each compiler stage, the rewrites that fired, the threads."""
-    from netc.compiler.show import report_text
-    from netc.compiler.threads import describe
     art = model.artifact
     print("compiler stages:", file=sys.stderr)
     for k, v in art.timings.items():
         print(f"  {k:28s} {v * 1000:8.1f} ms", file=sys.stderr)
-    print(report_text(art.pass_report, [n for n in PASS_NAMES_OFF(art)]), file=sys.stderr)
+    off = [n for n in PASS_NAMES if n not in art.pass_report]
+    print(show.report_text(art.pass_report, off), file=sys.stderr)
     if art.threads:
         print(describe(art.threads), file=sys.stderr)
 
 
-def PASS_NAMES_OFF(art):
-    from netc.compiler.passes import PASS_NAMES
-    return [n for n in PASS_NAMES if n not in art.pass_report]
-
-
 def cmd_graph(args) -> int:
-    from netc.compiler.elaborate import elaborate
-    from netc.compiler.graphviz import render, to_dot
-    from netc.compiler.pipeline import build_graph, entry_graphs
-    from netc.dsl import NetcError, parse
-    import netc
     _check_passes(args.no_pass)
     if not args.output.lower().endswith((".svg", ".png", ".dot", ".gv")):
         raise NetcError.single(f"netc graph: -o {args.output}: the file must end in .svg, .png or .dot")
-    source, file = netc._read(args.file)
-    model = elaborate(parse(source, file))
-    _, G, _, _ = build_graph(model, args.no_pass)
-    graphs, _ = entry_graphs(model, G, args.no_pass)
+    source, file = read_source(args.file)
+    checked = frontend.check(parse(source, file), args.no_pass)
+    graphs = frontend.entry_graphs(checked)
     if args.entry not in graphs:
         raise NetcError.single(f"netc graph: the model has no {args.entry} entry point")
     try:
-        render(to_dot(graphs[args.entry], f"{model.name} {args.entry}"), args.output)
+        render_dot(to_dot(graphs[args.entry], f"{checked.model.name} {args.entry}"), args.output)
     except (RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER
@@ -253,7 +239,6 @@ def cmd_graph(args) -> int:
 
 
 def cmd_cache(args) -> int:
-    from netc.compiler import cache
     if args.action == "clear":
         print(f"removed {cache.clear()} entries from {cache.cache_dir()}")
         return 0
@@ -275,17 +260,15 @@ def _shown(path: str) -> str:
 
 
 def _last_epoch(run):
-    from netc.runtime import checkpoint
     try:
         meta, _ = checkpoint.read(run.last)
         return meta.get("epoch")
-    except ValueError:
+    except checkpoint.CheckpointError:
         return None
 
 
 def _raw_points(model, parts):
     """The samples of prepared splits, unstandardized again (for plots in the data's units)."""
-    import numpy as np
     X = np.concatenate([d.X for d in parts]).astype(np.float64)
     y = np.concatenate([d.y for d in parts])
     if model.scaler is not None:
@@ -294,7 +277,6 @@ def _raw_points(model, parts):
 
 
 def _summary(results, splits=None) -> str:
-    from netc.runtime.model import fmt_metric
     splits = splits or [s for s in ("train", "val", "test") if s in results]
     keys = list(dict.fromkeys(k for s in splits for k in results[s]))
     lines = [f"{'':12s}" + "".join(f"{s:>10s}" for s in splits)]
@@ -305,17 +287,9 @@ def _summary(results, splits=None) -> str:
 
 
 def cmd_check(args) -> int:
-    """Everything before code generation: parse, elaborate, differentiate, resolve settings."""
-    import numpy as np
-    import netc
-    from netc.compiler.elaborate import elaborate
-    from netc.compiler.pipeline import build_graph
-    from netc.dsl import parse
-    from netc.dsl.diagnostics import render
-    from netc.runtime.settings import resolve
-    source, file = netc._read(args.file)
-    ir = elaborate(parse(source, file))
-    build_graph(ir)
+    """Everything before code generation (the front end's check), and the train settings."""
+    source, file = read_source(args.file)
+    ir = frontend.check(parse(source, file)).model
     resolve(ir, file, source)
     for w in ir.warnings:
         print(render(w, source), file=sys.stderr)
@@ -326,24 +300,14 @@ def cmd_check(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from netc.compiler import show
-    from netc.dsl import parse
-    import netc
     _check_passes(args.no_pass)
-    source, file = netc._read(args.file)
-    program = parse(source, file)
-    if args.stage == "kernels" and args.device == "cuda":     # the source only: no GPU needed
-        from netc.compiler.backend_cuda import kernels_source
-        print(kernels_source(program, args.dtype, args.no_pass))
-        return 0
-    print(show.stage(program, args.stage, args.dtype, args.no_pass))
+    source, file = read_source(args.file)
+    # the CUDA kernels' source needs numba-cuda's code generator only, no GPU
+    print(show.stage(parse(source, file), args.stage, args.dtype, args.no_pass, device=args.device))
     return 0
 
 
 def cmd_eval(args) -> int:
-    import netc
-    from netc.runtime import checkpoint, session
-    from netc.runtime.settings import parse_data_arg
     model = netc.load(args.checkpoint)
     names = model.all_metrics()
     results = {"model": model.name, "checkpoint": checkpoint.resolve(args.checkpoint)}
@@ -355,9 +319,9 @@ def cmd_eval(args) -> int:
         parts = session.prepare_splits(model, session.split(model, ds))
         sets = {k: d for k, d in zip(("train", "val", "test"), parts) if len(d.X)}
     for k, d in sets.items():
-        results[k] = model._metrics(d, names)
+        results[k] = model.metrics_of(d, names)
     cm_split = next(k for k in ("data", "test", "val", "train") if k in sets)
-    if model._is_classifier():
+    if model.is_classifier():
         d = sets[cm_split]
         cm = model.confusion_matrix_of(d)
         classes = model.classes or [str(i) for i in range(len(cm))]
@@ -383,13 +347,8 @@ def _matrix(classes, rows) -> str:
 
 
 def cmd_predict(args) -> int:
-    import numpy as np
-    import netc
-    from netc.runtime.predictions import read_features, write_predictions
-    from netc.runtime.settings import parse_data_arg
     model = netc.load(args.checkpoint)
     if not model.artifact.has_predict:
-        from netc.dsl import NetcError
         raise NetcError.single(f"model '{model.name}' has no output to predict")
     spec = parse_data_arg(args.data, args.label)
     trained_on = model.settings.data
@@ -407,14 +366,9 @@ def cmd_predict(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from netc.dsl import NetcError
-    from netc.runtime.plots import plot_run
     if not os.path.isdir(args.run):
         raise NetcError.single(f"{args.run}: no such run directory")
-    try:
-        paths = plot_run(args.run, args.output)
-    except ValueError as e:
-        raise NetcError.single(f"{args.run}: {e}") from None
+    paths = plot_run(args.run, args.output)
     for p in paths:
         print(_shown(p))
     return 0

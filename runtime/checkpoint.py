@@ -18,7 +18,9 @@ process killed between the two renames leaves a complete `.NAME.new` (or `.NAME.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -26,7 +28,19 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from netc.dsl import UserError
+
 FORMAT = 2
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint or run directory that is missing, damaged, or does not fit the model."""
+
+
+@functools.lru_cache(maxsize=None)
+def netc_version() -> str:
+    """The installed netc's version (what checkpoints and run directories record)."""
+    return importlib.metadata.version("netc")
 
 
 def source_hash(source: str) -> str:
@@ -52,13 +66,11 @@ def _fsync_dir(path: str) -> None:
 
 
 def metadata(model, training: Optional[dict] = None) -> dict:
-    from netc import __version__
-    from .settings import settings_json
     src = model.source
-    return {"format": FORMAT, "netc": __version__, "model": model.name, "file": model.file,
+    return {"format": FORMAT, "netc": netc_version(), "model": model.name, "file": model.file,
             "source": src, "source_sha256": source_hash(src), "dtype": model.artifact.dtype,
             "step": model.step, "epoch": model.epoch, "classes": model.classes,
-            "standardized": model.scaler is not None, "settings": settings_json(model.settings),
+            "standardized": model.scaler is not None, "settings": model.settings.to_json(),
             "training": training}
 
 
@@ -73,8 +85,8 @@ def save(model, path: str, training: Optional[dict] = None,
     shutil.rmtree(new, ignore_errors=True)
     os.makedirs(new)
     try:
-        arrays = {f"param/{k}": v for k, v in model._params.items()}
-        arrays.update({f"state/{k}": v for k, v in model._state.items()})
+        arrays = {f"param/{k}": v for k, v in model.params.items()}
+        arrays.update({f"state/{k}": v for k, v in model.state.items()})
         if model.scaler is not None:
             arrays["scaler/mean"], arrays["scaler/std"] = model.scaler
         if best_params is not None:
@@ -106,7 +118,7 @@ def _complete(path: str) -> bool:
     try:
         _read(path)
         return True
-    except ValueError:
+    except CheckpointError:
         return False
 
 
@@ -132,16 +144,16 @@ def _read(path: str) -> Tuple[dict, Dict[str, np.ndarray]]:
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError, json.JSONDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else e
-        raise ValueError(f"{path}: not a readable netc checkpoint ({reason})") from None
+        raise CheckpointError(f"{path}: not a readable netc checkpoint ({reason})") from None
     if not isinstance(meta, dict) or "source" not in meta:
-        raise ValueError(f"{path}: not a netc checkpoint (model.json has no source)")
+        raise CheckpointError(f"{path}: not a netc checkpoint (model.json has no source)")
     if meta.get("source_sha256") != source_hash(meta.get("source", "")):
-        raise ValueError(f"{path}: the checkpoint's source does not match its hash")
+        raise CheckpointError(f"{path}: the checkpoint's source does not match its hash")
     return meta, arrays
 
 
 def read(path: str) -> Tuple[dict, Dict[str, np.ndarray]]:
-    """(metadata, arrays) of a checkpoint; raises ValueError for a missing or damaged one."""
+    """(metadata, arrays) of a checkpoint; raises CheckpointError for a missing or damaged one."""
     path = resolve(path)
     recover(path)
     return _read(path)
@@ -164,5 +176,5 @@ def resolve(path: str) -> str:
             if os.path.isdir(p) or os.path.isdir(_sibling(p, "new")) or os.path.isdir(_sibling(p, "old")):
                 return p
     if not os.path.exists(path):
-        raise ValueError(f"{path}: no such checkpoint or run directory")
+        raise CheckpointError(f"{path}: no such checkpoint or run directory")
     return path

@@ -9,7 +9,6 @@ row, column or sample.
 from __future__ import annotations
 
 import csv
-import difflib
 import gzip
 import io
 import math
@@ -24,6 +23,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from netc.dsl import UserError, did_you_mean
+
 __all__ = [
     "DataError", "Dataset", "GENERATORS", "generate", "load_digits", "load_csv", "load_npz",
     "load_idx", "validate", "split",
@@ -32,7 +33,7 @@ __all__ = [
 _DIGITS_PATH = Path(__file__).resolve().parent / "datasets" / "digits.npz"
 
 
-class DataError(Exception):
+class DataError(UserError):
     """A problem in the user's data; the message names the file (or generator) and the row."""
 
 
@@ -52,8 +53,9 @@ class Dataset:
 
 
 def _did_you_mean(word: str, options: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    """ (did you mean 'x'?) after a message, or nothing."""
+    hint = did_you_mean(word, options)
+    return f" ({hint})" if hint else ""
 
 
 # --------------------------------------------------------------------------- generators

@@ -13,6 +13,21 @@ from netc.compiler import interp
 from netc.dsl.diagnostics import Diagnostic, render
 
 
+class TrainingDiverged(Exception):
+    """A loss (or a param after an update) became NaN or infinite. `epoch` and `step` are
+    1-based; `origin` describes the first non-finite value of the failing step (see
+    `diagnose`) and `where` renders it with its `.net` line. Not a user error: the CLI exits
+    with status 1 and names the last good checkpoint."""
+
+    def __init__(self, message: str, epoch: int, step: int, loss: str, value: float,
+                 origin: Optional[dict] = None, where: str = ""):
+        super().__init__(message)
+        self.epoch, self.step, self.loss, self.value = epoch, step, loss, value
+        self.origin, self.where = origin, where
+        self.checkpoint: Optional[str] = None     # the last good checkpoint, set by a run directory
+        self.restored_epoch: Optional[int] = None  # early stopping's best epoch, restored
+
+
 def _fmt(v: float) -> str:
     return "nan" if np.isnan(v) else ("inf" if v > 0 else "-inf")
 
@@ -65,12 +80,11 @@ def diagnose(model, train, order, bs: int, b: int, step0: int, lr: float, epoch:
              snap_p: List[np.ndarray], snap_s: List[np.ndarray], update: bool = False):
     """A TrainingDiverged for step `b` (0-based within the epoch) of the 0-based `epoch`.
     Leaves the model's params at some point of the epoch (the caller restores them)."""
-    from .model import TrainingDiverged
     art = model.artifact
     G = art.graph
     dt = model.dtype.type
-    params = model._args()
-    states = [model._state[s.name] for s in art.states]
+    params = model.param_arrays()
+    states = model.state_arrays()
 
     def batch(j):
         if order is None:

@@ -19,20 +19,25 @@ Conventions:
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
+from netc.dsl import UserError, did_you_mean
+
 TARGET_KINDS = ("class", "real")
+
+
+class MetricError(UserError, ValueError):
+    """A metric that does not exist, or does not fit the targets and predictions given."""
 
 
 def _class_ids(a: np.ndarray, what: str) -> np.ndarray:
     """A 1-D array of integral values as int64 class ids."""
     if a.dtype.kind not in "iub":
         if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
-            raise ValueError(f"{what} must be class ids (integers), or probabilities of shape "
+            raise MetricError(f"{what} must be class ids (integers), or probabilities of shape "
                              f"(n, C) or (n, 1)")
     return a.astype(np.int64)
 
@@ -47,7 +52,7 @@ def predicted_labels(output) -> np.ndarray:
         if out.shape[1] == 1:
             return (out[:, 0] > 0.5).astype(np.int64)
         return np.argmax(out, axis=1).astype(np.int64)
-    raise ValueError(f"predictions must have shape (n,) or (n, C), got {out.shape}")
+    raise MetricError(f"predictions must have shape (n,) or (n, C), got {out.shape}")
 
 
 def true_labels(y_true) -> np.ndarray:
@@ -59,13 +64,13 @@ def true_labels(y_true) -> np.ndarray:
         return _class_ids(y, "targets")
     if y.ndim == 2:
         return np.argmax(y, axis=1).astype(np.int64)
-    raise ValueError(f"class targets must have shape (n,) or (n, C), got {y.shape}")
+    raise MetricError(f"class targets must have shape (n,) or (n, C), got {y.shape}")
 
 
 def _label_pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
     t, p = true_labels(y_true), predicted_labels(y_pred)
     if t.shape != p.shape:
-        raise ValueError(f"{t.shape[0]} targets but {p.shape[0]} predictions")
+        raise MetricError(f"{t.shape[0]} targets but {p.shape[0]} predictions")
     return t, p
 
 
@@ -73,7 +78,7 @@ def accuracy(y_true, proba_or_pred) -> float:
     """The fraction of samples whose predicted class is the true class."""
     t, p = _label_pair(y_true, proba_or_pred)
     if t.size == 0:
-        raise ValueError("accuracy of no samples")
+        raise MetricError("accuracy of no samples")
     return float(np.mean(t == p))
 
 
@@ -82,7 +87,7 @@ def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
     t, p = _label_pair(y_true, y_pred)
     for ids, what in ((t, "target"), (p, "predicted")):
         if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
-            raise ValueError(f"{what} class ids must be in 0..{num_classes - 1}, "
+            raise MetricError(f"{what} class ids must be in 0..{num_classes - 1}, "
                              f"got {ids.min()}..{ids.max()}")
     counts = np.bincount(t * num_classes + p, minlength=num_classes * num_classes)
     return counts.reshape(num_classes, num_classes).astype(np.int64)
@@ -107,9 +112,9 @@ def _value_pair(y, yhat) -> tuple[np.ndarray, np.ndarray]:
     """Targets and predictions as float64 ``(n, k)`` arrays of the same shape."""
     y, yhat = np.asarray(y, dtype=np.float64), np.asarray(yhat, dtype=np.float64)
     if y.size != yhat.size or y.shape[:1] != yhat.shape[:1]:
-        raise ValueError(f"targets of shape {y.shape} but predictions of shape {yhat.shape}")
+        raise MetricError(f"targets of shape {y.shape} but predictions of shape {yhat.shape}")
     if y.size == 0:
-        raise ValueError("a metric of no samples")
+        raise MetricError("a metric of no samples")
     return y.reshape(len(y), -1), yhat.reshape(len(yhat), -1)
 
 
@@ -136,7 +141,7 @@ def r2(y, yhat) -> float:
 
 def _check_kind(target_kind: str) -> None:
     if target_kind not in TARGET_KINDS:
-        raise ValueError(f"target kind must be one of {', '.join(TARGET_KINDS)}, "
+        raise MetricError(f"target kind must be one of {', '.join(TARGET_KINDS)}, "
                          f"got {target_kind!r}")
 
 
@@ -159,7 +164,7 @@ class Metric:
         _check_kind(target_kind)
         if self.on == "values":
             if target_kind != "real":
-                raise ValueError(f"metric {self.name!r} is for real-valued targets, "
+                raise MetricError(f"metric {self.name!r} is for real-valued targets, "
                                  f"not class targets")
             return self.fn(y_true, output)
         if target_kind == "class":
@@ -168,13 +173,13 @@ class Metric:
             if num_classes is None:
                 num_classes = 2 if width in (None, 1) else width
             if width == 1 and num_classes != 2:
-                raise ValueError(f"a single probability output needs 2 classes, "
+                raise MetricError(f"a single probability output needs 2 classes, "
                                  f"not {num_classes}")
             return self.fn(y_true, out, num_classes)
         # a real target read as 0/1: the sigmoid output of a binary classifier
         y, out = _value_pair(y_true, output)
         if y.shape[1] != 1:
-            raise ValueError(f"metric {self.name!r} on a real target needs a single 0/1 "
+            raise MetricError(f"metric {self.name!r} on a real target needs a single 0/1 "
                              f"column, got {y.shape[1]}")
         return self.fn((y[:, 0] > 0.5).astype(np.int64), out, 2)
 
@@ -191,12 +196,12 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
 
 
 def check_names(names) -> None:
-    """Raise ``ValueError`` naming the first unknown metric, with a did-you-mean."""
+    """Raise ``MetricError`` (a ValueError) naming the first unknown metric, with a did-you-mean."""
     for name in names:
         if name not in METRICS:
-            close = difflib.get_close_matches(name, list(METRICS), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"unknown metric {name!r}{hint}; metrics: {', '.join(METRICS)}")
+            hint = did_you_mean(name, METRICS)
+            hint = f" ({hint})" if hint else ""
+            raise MetricError(f"unknown metric {name!r}{hint}; metrics: {', '.join(METRICS)}")
 
 
 def compute(names, y_true, output, target_kind: str,

@@ -12,9 +12,17 @@ from typing import List, Optional
 
 import numpy as np
 
+from netc.dsl import UserError
 
-class PlotError(Exception):
-    """Plotting is not possible (matplotlib missing)."""
+from . import checkpoint
+from .build import load
+from .metrics import METRICS, predicted_labels
+from .rundir import RunDir
+from .session import load_dataset
+
+
+class PlotError(UserError):
+    """Plotting is not possible: matplotlib is missing, or there is nothing to plot."""
 
 
 def _pyplot():
@@ -37,7 +45,7 @@ def plot_history(records: List[dict], out_dir: str, title: str = "", best_epoch:
     """loss.png and (when there are metrics) metrics.png from epoch records; returns the paths."""
     plt = _pyplot()
     if not records:
-        raise ValueError("no epochs to plot (metrics.jsonl is empty)")
+        raise PlotError("no epochs to plot (metrics.jsonl is empty)")
     os.makedirs(out_dir, exist_ok=True)
     paths = []
     train_keys = list(dict.fromkeys(k for r in records for k in r.get("train", {})))
@@ -95,7 +103,6 @@ def plot_history(records: List[dict], out_dir: str, title: str = "", best_epoch:
 
 def _loss_like(records: List[dict]) -> List[str]:
     """Loss term names: keys present in every train record that are not metric names."""
-    from .metrics import METRICS
     keys = set(records[0].get("train", {}))
     return [k for k in keys if k not in METRICS and k != "loss"]
 
@@ -115,12 +122,11 @@ def plot_regions(model, X: np.ndarray, y: np.ndarray, path: str, title: str = ""
     grid = np.c_[g0.ravel(), g1.ravel()]
     out = model.predict(grid)
     fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=100)
-    classifier = model._is_classifier()
+    classifier = model.is_classifier()
     y = np.asarray(y)
     if classifier:
-        from .metrics import predicted_labels
         labels = predicted_labels(out).reshape(g0.shape)
-        k = model._num_classes()
+        k = model.num_classes()
         cmap = plt.get_cmap("tab10" if k <= 10 else "tab20")
         ax.contourf(g0, g1, labels, levels=np.arange(k + 1) - 0.5, cmap=cmap, alpha=0.3, vmin=-0.5,
                     vmax=(10 if k <= 10 else 20) - 0.5)
@@ -154,31 +160,29 @@ def plot_regions(model, X: np.ndarray, y: np.ndarray, path: str, title: str = ""
 def plot_run(run_path: str, out_dir: Optional[str] = None, model=None, data=None) -> List[str]:
     """Every plot of a run directory (into `out_dir`, default the run directory). `model` and
     `data` (X, y raw) are loaded from the run's checkpoint and settings when not given."""
-    from .rundir import RunDir
     rd = RunDir(run_path)
     out_dir = out_dir or rd.path
     records = rd.records()
     best_epoch = None
     try:
         doc = rd.read_settings()
-    except ValueError:
+    except checkpoint.CheckpointError:
         doc = {}
     if model is None:
-        import netc
-        model = netc.load(rd.path)
+        model = load(rd.path)
     if (doc.get("settings") or {}).get("stop"):
         best = [r for r in records if r.get("epoch")]
         if best:
-            from .checkpoint import read
             try:
-                meta, _ = read(rd.best)
+                meta, _ = checkpoint.read(rd.best)
                 best_epoch = (meta.get("training") or {}).get("epoch_of")
-            except ValueError:
+            except checkpoint.CheckpointError:
                 best_epoch = None
+    if not records:
+        raise PlotError(f"{rd.shown}: no epochs to plot (metrics.jsonl is empty)")
     paths = plot_history(records, out_dir, model.name, best_epoch)
     if tuple(model.ir.input_shape) == (2,) and model.ir.target is not None:
         if data is None:
-            from .session import load_dataset
             spec = (doc.get("settings") or {}).get("data")
             if spec is not None:
                 ds = load_dataset(model, spec)

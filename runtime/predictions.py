@@ -9,6 +9,7 @@ from typing import List, Optional
 import numpy as np
 
 from . import data as D
+from .settings import load_spec
 
 
 def _number(text: str) -> Optional[float]:
@@ -82,7 +83,6 @@ def read_features_csv(path: str, width: int, label=None, known_label=None) -> np
 def read_features(spec: dict, width: int, known_label=None) -> np.ndarray:
     """Samples for prediction from a data spec (see settings.parse_data_arg); labels, if the
     source has them, are ignored."""
-    from .settings import load_spec
     path = spec["args"][0] if spec["args"] else None
     if spec["source"] == "csv":
         return read_features_csv(path, width, spec["kwargs"].get("label"), known_label)
@@ -117,8 +117,8 @@ def columns(model) -> List[str]:
     output's values otherwise."""
     out_shape = model.ir.graph.shape(model.ir.output)[1:]
     width = int(np.prod(out_shape)) if out_shape else 1
-    if model._is_classifier():
-        k = model._num_classes()
+    if model.is_classifier():
+        k = model.num_classes()
         names = model.classes or [str(i) for i in range(k)]
         return [f"p_{n}" for n in names] + ["class"]
     name = model.ir.output_name
@@ -131,7 +131,7 @@ def write_predictions(model, X: np.ndarray, out) -> int:
     fmt = "%.9g" if model.dtype == np.float32 else "%.17g"
     w = csv.writer(out, lineterminator="\n")
     w.writerow(columns(model))
-    if model._is_classifier():
+    if model.is_classifier():
         proba = model.predict_proba(X)
         cls = proba.argmax(axis=1)
         names = model.classes

@@ -2,8 +2,11 @@
 one line per epoch otherwise, nothing with `--quiet` (the final table is printed by the CLI)."""
 from __future__ import annotations
 
+import math
 import sys
 from typing import Callable, Optional
+
+from tqdm import tqdm
 
 
 class Progress:
@@ -35,13 +38,11 @@ class Progress:
         """A bar to .update(1) after each batch, or None."""
         if self.mode != "bar":
             return None
-        from tqdm import tqdm
         width = len(str(epochs))
         return tqdm(total=steps, desc=f"epoch {epoch:>{width}}/{epochs}", unit="batch", leave=False,
                     file=self.stream, dynamic_ncols=True, mininterval=0.1)
 
     def epoch_end(self, rec: dict, epochs: int, bar=None) -> None:
-        from .model import format_epoch
         if bar is not None:
             bar.close()
         if self.mode != "quiet":
@@ -51,3 +52,22 @@ class Progress:
         """A message of the run (early stopping, resuming): shown unless quiet."""
         if self.mode != "quiet":
             self.write(text)
+
+
+def fmt_metric(v: float, width: int = 0) -> str:
+    """4 decimals, or 4 significant digits in scientific notation once a value is huge
+    (a diverging loss) or tiny."""
+    text = f"{v:.4f}" if v == 0 or 1e-3 <= abs(v) < 1e6 or not math.isfinite(v) else f"{v:.4g}"
+    return f"{text:>{width}}"
+
+
+def format_epoch(rec: dict, epochs: int) -> str:
+    """The line of one epoch: its number, the train and val metrics, the lr and its time."""
+    width = len(str(epochs))
+    parts = [f"epoch {rec['epoch']:>{width}}/{epochs}"]
+    for split in ("train", "val"):
+        for k, v in rec.get(split, {}).items():
+            parts.append(f"{'' if split == 'train' else 'val_'}{k} {fmt_metric(v)}")
+    parts.append(f"lr {rec['lr']:.4g}")
+    parts.append(f"{rec['time'] * 1000:.0f} ms")
+    return "  ".join(parts)

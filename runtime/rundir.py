@@ -24,6 +24,8 @@ import re
 import time
 from typing import List, Optional
 
+from netc.dsl import NetcError
+
 from . import checkpoint
 
 
@@ -46,7 +48,6 @@ class RunDir:
             while os.path.exists(out):
                 out, i = f"{base}-{i}", i + 1
         elif os.path.exists(os.path.join(out, "settings.json")) or os.path.exists(os.path.join(out, "last")):
-            from netc.dsl import NetcError
             raise NetcError.single(f"{out}: already holds a run",
                                    hint=f"continue it with --resume {out}, or choose another --out")
         rd = cls(out)
@@ -62,10 +63,10 @@ class RunDir:
             with open(self.settings_file) as f:
                 return json.load(f)
         except (OSError, ValueError) as e:
-            raise ValueError(f"{self.shown}: not a run directory (no readable settings.json: "
+            raise checkpoint.CheckpointError(f"{self.shown}: not a run directory (no readable settings.json: "
                              f"{getattr(e, 'strerror', None) or e})") from None
 
-    # ------------------------------------------------------------ the epoch hooks of Model._fit
+    # ------------------------------------------------------------ the epoch hooks of loop.fit
     def start(self, model, state) -> None:
         """The checkpoint of epoch 0 (the initial params), so there is always a last good one."""
         checkpoint.save(model, self.last, training=state.to_json())

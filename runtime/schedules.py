@@ -18,10 +18,15 @@ values, so a resumed run continues with exactly the learning rates it would have
 from __future__ import annotations
 
 import abc
-import difflib
 import inspect
 import math
 import numbers
+
+from netc.dsl import UserError, did_you_mean
+
+
+class ScheduleError(UserError, ValueError):
+    """A schedule, or an argument of one, that makes no sense."""
 
 
 class _Required:
@@ -39,7 +44,7 @@ def _integer(schedule: str, arg: str, value, minimum: int) -> int:
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) \
         and math.isfinite(value) and value == int(value) and value >= minimum
     if not ok:
-        raise ValueError(f"{schedule}(): {arg} must be an integer >= {minimum}, got {value!r}")
+        raise ScheduleError(f"{schedule}(): {arg} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
@@ -53,7 +58,7 @@ def _number(schedule: str, arg: str, value, low: float, high: float = math.inf,
     if not ok:
         lo = f"{'>=' if low_inclusive else '>'} {low:g}"
         hi = "" if high == math.inf else f" and {'<=' if high_inclusive else '<'} {high:g}"
-        raise ValueError(f"{schedule}(): {arg} must be a number {lo}{hi}, got {value!r}")
+        raise ScheduleError(f"{schedule}(): {arg} must be a number {lo}{hi}, got {value!r}")
     return float(value)
 
 
@@ -85,7 +90,7 @@ class Schedule(abc.ABC):
     def load_state_dict(self, d: dict) -> None:
         """Restore what ``state_dict`` returned (from a schedule built with the same args)."""
         if d.get("name") != self.name:
-            raise ValueError(f"cannot load the state of schedule {d.get('name')!r} "
+            raise ScheduleError(f"cannot load the state of schedule {d.get('name')!r} "
                              f"into schedule {self.name!r}")
 
     def __repr__(self) -> str:
@@ -144,7 +149,7 @@ class Cosine(Schedule):
         self.min_lr = _number(self.name, "min_lr", min_lr, 0.0, low_inclusive=True)
         if epochs is None:
             if total_epochs < 1:
-                raise ValueError("cosine(): the schedule would last 0 epochs; give it epochs=N "
+                raise ScheduleError("cosine(): the schedule would last 0 epochs; give it epochs=N "
                                  "or train for more epochs (than the warm-up)")
             self.t_max = int(total_epochs)
         else:
@@ -187,7 +192,7 @@ class Warmup(Schedule):
         elif isinstance(then, (tuple, list)) and len(then) == 2 and isinstance(then[1], dict):
             self.then = make_schedule(then[0], base_lr, total_epochs - self.epochs, **then[1])
         else:
-            raise ValueError(f"warmup(): then must be a schedule, got {then!r}")
+            raise ScheduleError(f"warmup(): then must be a schedule, got {then!r}")
         self._epoch = -1  # the epoch of the last lr_at call
 
     def lr_at(self, epoch: int) -> float:
@@ -231,7 +236,7 @@ class Plateau(Schedule):
         self.factor = _number(self.name, "factor", factor, 0.0, 1.0)
         self.min_lr = _number(self.name, "min_lr", min_lr, 0.0, low_inclusive=True)
         if mode not in ("min", "max"):
-            raise ValueError(f'plateau(): mode must be "min" or "max", got {mode!r}')
+            raise ScheduleError(f'plateau(): mode must be "min" or "max", got {mode!r}')
         self.mode = mode
         self.threshold = _number(self.name, "threshold", threshold, 0.0, low_inclusive=True)
         self.lr = self.base_lr
@@ -285,26 +290,27 @@ SCHEDULE_ARGS: dict[str, dict] = {name: _arguments(cls) for name, cls in SCHEDUL
 
 
 def _did_you_mean(word: str, choices) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    """ (did you mean 'x'?) after a message, or nothing."""
+    hint = did_you_mean(word, choices)
+    return f" ({hint})" if hint else ""
 
 
 def make_schedule(name: str, base_lr: float, total_epochs: int, **kwargs) -> Schedule:
     """Build the schedule ``name(**kwargs)`` for a training of ``total_epochs`` epochs.
 
-    Raises ``ValueError`` for an unknown schedule, an unknown or missing argument, or a value
+    Raises ``ScheduleError`` (a ValueError) for an unknown schedule, an unknown or missing argument, or a value
     out of range, with a message that names what is allowed.
     """
     if name not in SCHEDULES:
-        raise ValueError(f"unknown schedule {name!r}{_did_you_mean(name, SCHEDULES)}; "
+        raise ScheduleError(f"unknown schedule {name!r}{_did_you_mean(name, SCHEDULES)}; "
                          f"schedules: {', '.join(SCHEDULES)}")
     allowed = SCHEDULE_ARGS[name]
     listing = ", ".join(allowed) or "none"
     for key in kwargs:
         if key not in allowed:
-            raise ValueError(f"schedule {name}() has no argument {key!r}"
+            raise ScheduleError(f"schedule {name}() has no argument {key!r}"
                              f"{_did_you_mean(key, allowed)}; its arguments: {listing}")
     missing = [k for k, v in allowed.items() if v is REQUIRED and k not in kwargs]
     if missing:
-        raise ValueError(f"schedule {name}() is missing {', '.join(missing)}")
+        raise ScheduleError(f"schedule {name}() is missing {', '.join(missing)}")
     return SCHEDULES[name](base_lr, total_epochs, **kwargs)

@@ -15,14 +15,12 @@ from netc.dsl import NetcError
 
 from . import checkpoint
 from . import data as D
-from .model import History, LoopState, Model
+from . import loop
+from .build import build, read_source
+from .loop import History, LoopState
+from .model import Model
 from .rundir import RunDir, source_changes
-from .settings import load_data, load_spec, settings_json
-
-
-def _version() -> str:
-    from netc import __version__
-    return __version__
+from .settings import TrainSettings, load_data, load_spec
 
 
 def load_dataset(model: Model, spec: Optional[dict] = None) -> D.Dataset:
@@ -60,31 +58,6 @@ def prepare_splits(model: Model, parts):
     return tuple(model.prepare(d.X, d.y, d.name) for d in parts)
 
 
-def apply_overrides(model: Model, ov: dict) -> None:
-    s = model.settings
-    if ov.get("seed") is not None:
-        s.seed = int(ov["seed"])
-    if ov.get("epochs") is not None:
-        s.epochs = int(ov["epochs"])
-    if ov.get("batch") is not None:
-        s.batch = None if ov["batch"] == "full" else int(ov["batch"])
-    if ov.get("data") is not None:
-        s.data = ov["data"]
-
-
-def check_overrides(ov: dict) -> None:
-    if ov.get("epochs") is not None and int(ov["epochs"]) < 0:
-        raise NetcError.single(f"--epochs must be >= 0, got {ov['epochs']}")
-    b = ov.get("batch")
-    if b is not None and b != "full":
-        try:
-            ok = int(b) >= 1
-        except ValueError:
-            ok = False
-        if not ok:
-            raise NetcError.single(f"--batch is a number >= 1 or 'full', got '{b}'")
-
-
 @dataclass
 class Job:
     model: Model
@@ -92,20 +65,20 @@ class Job:
     val: D.Dataset
     test: D.Dataset
     run: Optional[RunDir]
-    resume: Optional[tuple] = None          # (LoopState, best params, records) for Model._fit
+    resume: Optional[loop.Resume] = None    # (LoopState, best params, records) for loop.fit
     compile_s: float = 0.0
     notes: list = field(default_factory=list)
 
     def fit(self, progress) -> History:
-        return self.model._fit(self.train, self.val if len(self.val.X) else None, run=self.run,
-                               resume=self.resume, progress=progress)
+        return loop.fit(self.model, self.train, self.val if len(self.val.X) else None, run=self.run,
+                        resume=self.resume, progress=progress)
 
     def results(self) -> dict:
         m = self.model
         res = {"model": m.name, "epochs": m.epoch}
         for name, d in (("train", self.train), ("val", self.val), ("test", self.test)):
             if len(d.X):
-                res[name] = m._metrics(d)
+                res[name] = m.metrics_of(d)
         return res
 
 
@@ -113,14 +86,13 @@ def new_job(file: str, *, dtype: Optional[str] = None, disabled=(), out: Optiona
             overrides: Optional[dict] = None, run_dir: bool = True, device: Optional[str] = None) -> Job:
     """Compile `file`, load and split its data (or overrides["data"]), fit the scaler on the
     training split if asked, and create the run directory."""
-    import netc
     ov = {k: v for k, v in (overrides or {}).items() if v is not None}
-    check_overrides(ov)
+    TrainSettings.check_overrides(ov)
     t0 = time.perf_counter()
-    model = netc.compile(file, dtype=dtype or "float32", seed=ov.get("seed"), disabled_passes=tuple(disabled),
-                         device=device)
+    source, shown = read_source(file)
+    model = build(source, shown, dtype=dtype or "float32", device=device, disabled=disabled, seed=ov.get("seed"))
     compile_s = time.perf_counter() - t0
-    apply_overrides(model, ov)
+    model.settings.override(**ov)
     ds = load_dataset(model)
     model.classes = ds.classes
     parts = split(model, ds)
@@ -129,9 +101,9 @@ def new_job(file: str, *, dtype: Optional[str] = None, disabled=(), out: Optiona
     train, val, test = prepare_splits(model, parts)
     rd = None
     if run_dir:
-        doc = {"netc": _version(), "model": model.name, "file": os.path.abspath(file),
+        doc = {"netc": checkpoint.netc_version(), "model": model.name, "file": os.path.abspath(file),
                "source_file": f"{model.name}.net", "dtype": model.artifact.dtype, "no_pass": list(disabled),
-               "overrides": ov, "settings": settings_json(model.settings), "classes": model.classes,
+               "overrides": ov, "settings": model.settings.to_json(), "classes": model.classes,
                "data": {"sha256": data_hash(ds), "samples": len(ds.X), "train": len(train.X),
                         "val": len(val.X), "test": len(test.X)},
                "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -148,19 +120,13 @@ def resume_job(path: str, file: Optional[str] = None, *, epochs: Optional[int] =
     params, optimizer and schedule state, shuffle generator and early-stopping state, so that
     it ends exactly where the uninterrupted run would. `file`, when given, must hold the same
     model (comments and blank lines aside). `epochs` may extend a run."""
-    from netc.runtime.settings import resolve
-    from netc.compiler.pipeline import compile_program
-    from netc.dsl import parse
     rd = RunDir(path)
     for k, v in (given or {}).items():
         if v not in (None, False, [], ()):
             raise NetcError.single(f"--{k.replace('_', '-')} cannot be given with --resume: the run keeps "
                                    f"its settings", hint="start a new run to change them")
-    try:
-        doc = rd.read_settings()
-        meta, arrays = checkpoint.read(rd.last)
-    except ValueError as e:
-        raise NetcError.single(str(e)) from None
+    doc = rd.read_settings()
+    meta, arrays = checkpoint.read(rd.last)
     if meta.get("training") is None or "done" not in meta["training"]:
         raise NetcError.single(f"{rd.last}: this checkpoint holds no training state to resume from")
     source = meta["source"]
@@ -179,16 +145,11 @@ def resume_job(path: str, file: Optional[str] = None, *, epochs: Optional[int] =
                 hint=f"put the file back as it was (the run's copy is {os.path.join(path, doc.get('source_file', ''))}), "
                      f"or start a new run without --resume")
     t0 = time.perf_counter()
-    program = parse(source, shown)
-    art = compile_program(program, dtype=meta["dtype"], disabled=tuple(doc.get("no_pass", ())))
-    model = Model(art, resolve(art.model, shown, source), shown, source)
+    model = build(source, shown, dtype=meta["dtype"], disabled=doc.get("no_pass", ()))
     compile_s = time.perf_counter() - t0
-    apply_overrides(model, doc.get("overrides", {}))
+    model.settings.override(**doc.get("overrides", {}))
     model.classes = meta.get("classes")
-    try:
-        best = model.load_arrays(arrays, rd.last)
-    except ValueError as e:
-        raise NetcError.single(str(e)) from None
+    best = model.load_arrays(arrays, rd.last)
     model.step, model.epoch = int(meta["step"]), int(meta["epoch"])
     st = LoopState.from_json(meta["training"])
     ds = load_dataset(model)

@@ -3,6 +3,7 @@ diagnostics for values that make no sense. Command-line and Python overrides go 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Tuple
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from netc.compiler.elaborate import ModelIR, Ref, StaticCall
 from netc.dsl.ast import NO_SPAN
+from netc.dsl import NetcError
 from netc.dsl.diagnostics import Collector, did_you_mean
 
 from . import data as D
@@ -40,6 +42,60 @@ class TrainSettings:
     standardize: bool = False        # fit mean/std on the train split, stored with the model
     device: str = "cpu"              # cpu | cuda | auto: the train block's choice
     base_dir: str = "."
+
+    def to_json(self) -> dict:
+        """The resolved settings as JSON (what a run directory's settings.json and a
+        checkpoint's model.json hold)."""
+        return {
+            "data": data_spec(self.data, self.base_dir) if self.data is not None else None,
+            "split": list(self.split), "batch": "full" if self.batch is None else self.batch,
+            "epochs": self.epochs, "shuffle": self.shuffle, "seed": self.seed, "metrics": list(self.metrics),
+            "stop": None if self.stop is None else {"monitor": self.stop.monitor, "patience": self.stop.patience,
+                                                    "min_delta": self.stop.min_delta, "mode": self.stop.mode},
+            "lr_scale": self.lr_scale, "schedule": [self.schedule[0], self.schedule[1]],
+            "standardize": self.standardize, "base_dir": self.base_dir,
+        }
+
+    def apply_json(self, doc: Optional[dict]) -> None:
+        """The settings a checkpoint was trained with (its `to_json`, command-line overrides
+        included) on top of those of its source: seed, epochs, shuffle, batch, split,
+        standardize and data."""
+        if not doc:
+            return
+        self.seed, self.epochs = doc.get("seed", self.seed), doc.get("epochs", self.epochs)
+        self.shuffle = doc.get("shuffle", self.shuffle)
+        self.batch = None if doc.get("batch") == "full" else doc.get("batch", self.batch)
+        self.split = tuple(doc.get("split", self.split))
+        self.standardize = doc.get("standardize", self.standardize)
+        if doc.get("data") is not None:
+            self.data = doc["data"]
+
+    @staticmethod
+    def check_overrides(ov: dict) -> None:
+        """Raise NetcError for a command line's overrides that make no sense (before compiling)."""
+        if ov.get("epochs") is not None and int(ov["epochs"]) < 0:
+            raise NetcError.single(f"--epochs must be >= 0, got {ov['epochs']}")
+        b = ov.get("batch")
+        if b is not None and b != "full":
+            try:
+                ok = int(b) >= 1
+            except ValueError:
+                ok = False
+            if not ok:
+                raise NetcError.single(f"--batch is a number >= 1 or 'full', got '{b}'")
+
+    def override(self, seed=None, epochs=None, batch=None, data=None) -> None:
+        """The command line's overrides (None: keep the train block's): `batch` is a number or
+        "full", `data` a data spec (see parse_data_arg). Raises NetcError for bad values."""
+        self.check_overrides({"epochs": epochs, "batch": batch})
+        if seed is not None:
+            self.seed = int(seed)
+        if epochs is not None:
+            self.epochs = int(epochs)
+        if batch is not None:
+            self.batch = None if batch == "full" else int(batch)
+        if data is not None:
+            self.data = data
 
 
 def resolve(model: ModelIR, file: str, source: str) -> TrainSettings:
@@ -283,7 +339,6 @@ def parse_data_arg(text: str, label=None) -> dict:
     """The spec of a command line's `--data`: a file (.csv, .npz, .npy; `--label` names a CSV's
     label column), a built-in set or generator (`digits`, `moons`), or a source written as in
     a train block (`moons(n=500, seed=1)`, `idx("images.gz", "labels.gz")`)."""
-    from netc.dsl import NetcError, parse
     text = text.strip()
     ext = os.path.splitext(text)[1].lower()
     label = label_arg(label) if isinstance(label, str) else label
@@ -294,21 +349,77 @@ def parse_data_arg(text: str, label=None) -> dict:
     if os.path.exists(text):
         raise D.DataError(f"{text}: unknown data file type '{ext}'; give a .csv, .npz or .npy file, "
                           f'or idx("images", "labels")')
-    program = parse(f"model data\ntrain {{\n  data = {text}\n}}\n", "--data")
-    item = program.of_type(__import__("netc.dsl.ast", fromlist=["TrainBlock"]).TrainBlock)[0].items[0]
-    if len(item.values) != 1:
-        raise NetcError.single(f"--data: give one data source, got '{text}'")
-    from netc.compiler.elaborate import static_value
-    v = static_value(item.values[0])
-    if not isinstance(v, (StaticCall, Ref)) or v.name not in SOURCES:
-        name = v.name if isinstance(v, (StaticCall, Ref)) else text
-        raise D.DataError(f"--data: no file or data source '{name}'"
-                          + (f" ({did_you_mean(str(name), SOURCES)})" if did_you_mean(str(name), SOURCES) else "")
+    v = data_call(text)
+    if v.name not in SOURCES:
+        hint = did_you_mean(str(v.name), SOURCES)
+        raise D.DataError(f"--data: no file or data source '{v.name}'" + (f" ({hint})" if hint else "")
                           + f"; data sources: {', '.join(SOURCES)}")
     spec = data_spec(v, os.getcwd())
     if label is not None and spec["source"] == "csv":
         spec["kwargs"]["label"] = label
     return spec
+
+
+# A data source as a train block writes it: NAME, or NAME(value, ..., key=value, ...) whose
+# values are numbers, "strings", true/false or names.
+_TOKEN = re.compile(r'\s*(?:(?P<num>-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)|(?P<str>"[^"\n]*")'
+                    r'|(?P<name>[A-Za-z_][A-Za-z_0-9.]*)|(?P<punct>[(),=]))')
+
+
+def data_call(text: str):
+    """A data source written as in a train block (`moons(n=500, seed=1)`, `digits`) as the
+    value the train block's `data = ...` has: a StaticCall, or a Ref for a bare name."""
+    tokens, pos = [], 0
+    while pos < len(text.rstrip()):
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            raise NetcError.single(f"--data: cannot read '{text}' as a data source (at '{text[pos:].strip()}')",
+                                   hint='for example moons(n=500, seed=1) or idx("images.gz", "labels.gz")')
+        kind = m.lastgroup
+        tokens.append((kind, m.group(kind)))
+        pos = m.end()
+    value = {"true": True, "false": False}
+
+    def literal(kind, word):
+        if kind == "num":
+            return float(word) if any(c in word for c in ".eE") else int(word)
+        if kind == "str":
+            return word[1:-1]
+        return value[word] if word in value else Ref(word)
+
+    def bad(why):
+        return NetcError.single(f"--data: cannot read '{text}' as a data source ({why})",
+                                hint='for example moons(n=500, seed=1) or idx("images.gz", "labels.gz")')
+
+    if not tokens or tokens[0][0] != "name":
+        raise bad("it must start with the name of a data source")
+    name = tokens[0][1]
+    if len(tokens) == 1:
+        return Ref(name)
+    if tokens[1] != ("punct", "("):
+        raise NetcError.single(f"--data: give one data source, got '{text}'")
+    if tokens[-1] != ("punct", ")"):
+        raise bad("a '(' without its ')'")
+    args, kwargs, inner = [], [], tokens[2:-1]
+    items, cur = [], []
+    for t in inner:
+        if t == ("punct", ","):
+            items.append(cur)
+            cur = []
+        else:
+            cur.append(t)
+    if cur or items:
+        items.append(cur)
+    for item in items:
+        if len(item) == 1 and item[0][0] != "punct":
+            if kwargs:
+                raise bad("a value without a name after key=value")
+            args.append(literal(*item[0]))
+        elif len(item) == 3 and item[0][0] == "name" and item[1] == ("punct", "=") and item[2][0] != "punct":
+            kwargs.append((item[0][1], literal(*item[2])))
+        else:
+            raise bad("each argument is a value or key=value")
+    return StaticCall(name, tuple(args), tuple(kwargs), NO_SPAN, tuple(NO_SPAN for _ in kwargs))
 
 
 def label_arg(text: Optional[str]):
@@ -324,16 +435,3 @@ def label_arg(text: Optional[str]):
 def load_data(s: TrainSettings) -> D.Dataset:
     """The data of the settings: a train block's source or a spec from the command line."""
     return load_spec(s.data) if isinstance(s.data, dict) else load(s.data, s.base_dir)
-
-
-def settings_json(s: TrainSettings) -> dict:
-    """The resolved settings as JSON (what a run directory's settings.json holds)."""
-    return {
-        "data": data_spec(s.data, s.base_dir) if s.data is not None else None,
-        "split": list(s.split), "batch": "full" if s.batch is None else s.batch, "epochs": s.epochs,
-        "shuffle": s.shuffle, "seed": s.seed, "metrics": list(s.metrics),
-        "stop": None if s.stop is None else {"monitor": s.stop.monitor, "patience": s.stop.patience,
-                                             "min_delta": s.stop.min_delta, "mode": s.stop.mode},
-        "lr_scale": s.lr_scale, "schedule": [s.schedule[0], s.schedule[1]], "standardize": s.standardize,
-        "base_dir": s.base_dir,
-    }

@@ -1,24 +1,8 @@
 """The `netc` command as a user runs it: real trainings, diagnostics with exit status 2 and no
 traceback, the generated source, the kernel cache."""
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EX = os.path.join(ROOT, "examples")
-
-
-def netc(*args, env=None, cwd=None):
-    """Run the command in a scratch directory, so run folders never land in the checkout."""
-    e = dict(os.environ, **(env or {}))
-    if cwd is None:
-        import tempfile
-        cwd = tempfile.mkdtemp(prefix="netc-cli-")
-    return subprocess.run([sys.executable, "-m", "netc.cli", *args], capture_output=True, text=True,
-                          env=e, cwd=cwd, timeout=600)
 
 
 def last_json(out: str) -> dict:
@@ -31,8 +15,8 @@ def last_json(out: str) -> dict:
     ("xor", lambda r: r["train"]["accuracy"] >= 0.98),
     ("spiral", lambda r: r["test"]["accuracy"] >= 0.90),
 ])
-def test_language_contract_programs_train(name, check):
-    r = netc("train", os.path.join(EX, f"{name}.net"), "--json", "--quiet")
+def test_language_contract_programs_train(name, check, netc_cmd, example):
+    r = netc_cmd("train", example(name), "--json", "--quiet")
     assert r.returncode == 0, r.stderr
     res = last_json(r.stdout)
     assert res["model"] == name
@@ -47,43 +31,43 @@ BAD = {
 
 
 @pytest.mark.parametrize("kind", list(BAD))
-def test_bad_file_gets_located_diagnostic_and_status_2(kind, tmp_path):
+def test_bad_file_gets_located_diagnostic_and_status_2(kind, tmp_path, netc_cmd):
     src, line = BAD[kind]
     f = tmp_path / "bad.net"
     f.write_text(src)
-    r = netc("check", str(f))
+    r = netc_cmd("check", str(f))
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     assert f"bad.net:{line}:" in r.stderr
     assert "^" in r.stderr          # the caret under the offending text
-    r = netc("train", str(f))
+    r = netc_cmd("train", str(f))
     assert r.returncode == 2 and "Traceback" not in r.stderr
 
 
-def test_show_kernels_prints_generated_source():
-    r = netc("show", os.path.join(EX, "xor.net"), "--stage", "kernels")
+def test_show_kernels_prints_generated_source(netc_cmd, example):
+    r = netc_cmd("show", example("xor"), "--stage", "kernels")
     assert r.returncode == 0, r.stderr
     assert "def train_step(" in r.stdout and "def predict(" in r.stdout and "@njit" in r.stdout
     assert "np.dot(" in r.stdout              # matrix products through BLAS
 
 
 @pytest.mark.parametrize("stage", ["ast", "ir", "grad", "optimized"])
-def test_show_stages(stage):
-    r = netc("show", os.path.join(EX, "xor.net"), "--stage", stage)
+def test_show_stages(stage, netc_cmd, example):
+    r = netc_cmd("show", example("xor"), "--stage", stage)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip()
 
 
-def test_second_run_hits_the_kernel_cache(tmp_path):
+def test_second_run_hits_the_kernel_cache(tmp_path, netc_cmd, example):
     env = {"NETC_CACHE_DIR": str(tmp_path / "cache")}
-    args = ("train", os.path.join(EX, "xor.net"), "--epochs", "2", "--json", "--quiet")
-    first = netc(*args, env=env)
+    args = ("train", example("xor"), "--epochs", "2", "--json", "--quiet")
+    first = netc_cmd(*args, env=env)
     assert first.returncode == 0, first.stderr
     entries = list((tmp_path / "cache").iterdir())
     assert len(entries) == 1
     cached = list((entries[0] / "__pycache__").glob("*.nbi"))
     assert cached, "Numba wrote no cache index next to the generated module"
-    second = netc(*args, env=env)
+    second = netc_cmd(*args, env=env)
     assert second.returncode == 0
     assert last_json(first.stdout) == last_json(second.stdout)     # same seed, same result
     assert len(list((tmp_path / "cache").iterdir())) == 1

@@ -5,8 +5,6 @@ and a real CSV file with string class names."""
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -14,21 +12,7 @@ import pytest
 
 from netc.cli import main
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EX = os.path.join(ROOT, "examples")
 DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-
-
-def run(capsys, *argv):
-    """`netc ARGV` in this process (the compiled kernels are shared): (status, stdout, stderr)."""
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def netc(*argv, cwd=None, **kw):
-    return subprocess.Popen([sys.executable, "-m", "netc.cli", *map(str, argv)], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
 def weights(path):
@@ -49,8 +33,8 @@ def assert_same_weights(a, b):
 
 
 # ------------------------------------------------------------------ moons, exactly as written
-def test_moons_reaches_095_and_reports_early_stopping(tmp_path, capsys):
-    code, out, err = run(capsys, "train", os.path.join(EX, "moons.net"), "--out", tmp_path / "r", "--json")
+def test_moons_reaches_095_and_reports_early_stopping(tmp_path, run_main, example):
+    code, out, err = run_main("train", example("moons"), "--out", tmp_path / "r", "--json")
     assert code == 0, err
     res = json.loads(out.strip().splitlines()[-1])
     assert res["test"]["accuracy"] >= 0.95
@@ -60,7 +44,7 @@ def test_moons_reaches_095_and_reports_early_stopping(tmp_path, capsys):
     assert f"epoch {stopped:>3}/300" in out and f"epoch {stopped + 1:>3}/300" not in out   # one line per epoch
     # the run directory
     r = tmp_path / "r"
-    assert (r / "moons.net").read_text() == open(os.path.join(EX, "moons.net")).read()
+    assert (r / "moons.net").read_text() == open(example("moons")).read()
     settings = json.loads((r / "settings.json").read_text())
     assert settings["settings"]["stop"] == {"monitor": "val.loss", "patience": 20, "min_delta": 0.0, "mode": "min"}
     assert settings["settings"]["data"] == {"source": "moons", "args": [], "kwargs": {"n": 2000, "noise": 0.2, "seed": 0}}
@@ -75,10 +59,10 @@ def test_moons_reaches_095_and_reports_early_stopping(tmp_path, capsys):
 
 # ------------------------------------------------------------------ eval / predict / plot
 @pytest.fixture(scope="module")
-def small_run(tmp_path_factory):
+def small_run(tmp_path_factory, example):
     """A short moons run with --plot, shared by the eval/predict/plot tests."""
     out = tmp_path_factory.mktemp("small") / "run"
-    code = main(["train", os.path.join(EX, "moons.net"), "--epochs", "25", "--out", str(out), "--plot", "--quiet"])
+    code = main(["train", example("moons"), "--epochs", "25", "--out", str(out), "--plot", "--quiet"])
     assert code == 0
     return out
 
@@ -101,24 +85,24 @@ def test_train_plot_writes_the_pngs(small_run):
         check_png(small_run / name)
 
 
-def test_plot_command(small_run, tmp_path, capsys):
-    code, out, err = run(capsys, "plot", small_run, "-o", tmp_path / "pics")
+def test_plot_command(small_run, tmp_path, run_main):
+    code, out, err = run_main("plot", small_run, "-o", tmp_path / "pics")
     assert code == 0, err
     for name in ("loss.png", "metrics.png", "regions.png"):
         assert name in out
         check_png(tmp_path / "pics" / name)
-    code, out, err = run(capsys, "plot", tmp_path / "nothing")
+    code, out, err = run_main("plot", tmp_path / "nothing")
     assert code == 2 and err.startswith("error:") and "no such run directory" in err
 
 
-def test_eval_command_metrics_and_confusion_matrix(small_run, capsys):
-    code, out, err = run(capsys, "eval", small_run)
+def test_eval_command_metrics_and_confusion_matrix(small_run, run_main):
+    code, out, err = run_main("eval", small_run)
     assert code == 0, err
     assert "train" in out and "val" in out and "test" in out
     for m in ("loss", "accuracy", "precision", "recall", "f1"):
         assert f"\n{m} " in out
     assert "confusion matrix (test; rows: true class, columns: predicted class)" in out
-    code, out, err = run(capsys, "eval", small_run, "--data", "moons(n=400, noise=0.2, seed=7)", "--json")
+    code, out, err = run_main("eval", small_run, "--data", "moons(n=400, noise=0.2, seed=7)", "--json")
     assert code == 0, err
     res = json.loads(out)
     cm = np.array(res["confusion_matrix"]["matrix"])
@@ -127,12 +111,12 @@ def test_eval_command_metrics_and_confusion_matrix(small_run, capsys):
     assert res["data"]["accuracy"] > 0.85
 
 
-def test_predict_command_writes_probabilities_and_class(small_run, tmp_path, capsys):
+def test_predict_command_writes_probabilities_and_class(small_run, tmp_path, run_main):
     from netc.runtime import data
     ds = data.moons(n=50, seed=11)
     csv = tmp_path / "X.csv"
     csv.write_text("a,b\n" + "\n".join(f"{x0!r},{x1!r}" for x0, x1 in ds.X.tolist()) + "\n")
-    code, out, err = run(capsys, "predict", small_run, "--data", csv, "-o", tmp_path / "out.csv")
+    code, out, err = run_main("predict", small_run, "--data", csv, "-o", tmp_path / "out.csv")
     assert code == 0, err
     assert "wrote 50 predictions" in out
     lines = (tmp_path / "out.csv").read_text().splitlines()
@@ -144,11 +128,11 @@ def test_predict_command_writes_probabilities_and_class(small_run, tmp_path, cap
     # a file with the label column too: the extra column is dropped
     csv2 = tmp_path / "Xy.csv"
     csv2.write_text("a,b,label\n" + "\n".join(f"{x0!r},{x1!r},{c}" for (x0, x1), c in zip(ds.X.tolist(), ds.y)) + "\n")
-    code, out, err = run(capsys, "predict", small_run, "--data", csv2)
+    code, out, err = run_main("predict", small_run, "--data", csv2)
     assert code == 0 and out.splitlines() == lines
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n3,x\n")
-    code, out, err = run(capsys, "predict", small_run, "--data", bad)
+    code, out, err = run_main("predict", small_run, "--data", bad)
     assert code == 2 and f"{bad}: row 3, column 'b': 'x' is not a number" in err
 
 
@@ -182,9 +166,9 @@ def resumable(tmp_path_factory):
     return d, f
 
 
-def _kill_after(f, out, epochs_done, sig):
+def _kill_after(spawn, f, out, epochs_done, sig):
     # Ctrl-C's default action (a background job of a shell may inherit SIGINT ignored)
-    p = netc("train", f, "--out", out, "--quiet",
+    p = spawn("train", f, "--out", out, "--quiet",
              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     metrics = os.path.join(out, "metrics.jsonl")
     deadline = time.time() + 120
@@ -202,16 +186,16 @@ def _kill_after(f, out, epochs_done, sig):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_resume_after_a_kill_or_a_stop_is_bitwise_identical(resumable, sig):
+def test_resume_after_a_kill_or_a_stop_is_bitwise_identical(resumable, sig, spawn):
     d, f = resumable
     out = str(d / f"cut-{int(sig)}")
-    code, err = _kill_after(f, out, 4, sig)
+    code, err = _kill_after(spawn, f, out, 4, sig)
     assert code == (-9 if sig == signal.SIGKILL else 130), err
     if sig == signal.SIGINT:
         assert "interrupted; the last checkpoint is" in err and "--resume" in err and "Traceback" not in err
     done = len(records(out))
     assert 4 <= done < 30, done                     # really cut in the middle
-    p = netc("train", f, "--resume", out)
+    p = spawn("train", f, "--resume", out)
     stdout, stderr = p.communicate(timeout=300)
     assert p.returncode == 0, stderr
     assert "resuming the run in" in stdout
@@ -220,35 +204,35 @@ def test_resume_after_a_kill_or_a_stop_is_bitwise_identical(resumable, sig):
     assert records(d / "full") == records(out)
 
 
-def test_same_file_and_seed_give_identical_runs_and_another_seed_does_not(resumable, capsys):
+def test_same_file_and_seed_give_identical_runs_and_another_seed_does_not(resumable, run_main):
     d, f = resumable
-    code, _, err = run(capsys, "train", f, "--out", d / "again", "--quiet")
+    code, _, err = run_main("train", f, "--out", d / "again", "--quiet")
     assert code == 0, err
     assert_same_weights(d / "full" / "last", d / "again" / "last")
     assert records(d / "full") == records(d / "again")
-    code, _, err = run(capsys, "train", f, "--out", d / "seed5", "--quiet", "--seed", "5", "--epochs", "3")
+    code, _, err = run_main("train", f, "--out", d / "seed5", "--quiet", "--seed", "5", "--epochs", "3")
     assert code == 0
     assert records(d / "seed5") != records(d / "full")[:3]
 
 
-def test_resume_refuses_a_changed_file_and_accepts_a_comment(resumable, tmp_path, capsys):
+def test_resume_refuses_a_changed_file_and_accepts_a_comment(resumable, tmp_path, run_main):
     d, _ = resumable
     f = tmp_path / "m.net"
     f.write_text(RESUMABLE)
-    code, _, err = run(capsys, "train", f, "--out", tmp_path / "r", "--quiet", "--epochs", "2")
+    code, _, err = run_main("train", f, "--out", tmp_path / "r", "--quiet", "--epochs", "2")
     assert code == 0, err
     f.write_text(RESUMABLE.replace("adam(lr=0.01)", "adam(lr=0.02)"))
-    code, out, err = run(capsys, "train", f, "--resume", tmp_path / "r")
+    code, out, err = run_main("train", f, "--resume", tmp_path / "r")
     assert code == 2 and "Traceback" not in err
     assert "has changed since the run in" in err
     assert "line 8 was: optimizer adam(lr=0.01)" in err and "line 8 now: optimizer adam(lr=0.02)" in err
     f.write_text("# a comment only\n" + RESUMABLE)
-    code, out, err = run(capsys, "train", f, "--resume", tmp_path / "r", "--epochs", "3")
+    code, out, err = run_main("train", f, "--resume", tmp_path / "r", "--epochs", "3")
     assert code == 0, err
     assert "resuming the run in" in out and len(records(tmp_path / "r")) == 3
-    code, out, err = run(capsys, "train", f, "--resume", tmp_path / "r")
+    code, out, err = run_main("train", f, "--resume", tmp_path / "r")
     assert code == 0 and "nothing to resume" in out
-    code, out, err = run(capsys, "train", f, "--resume", tmp_path / "r", "--seed", "3")
+    code, out, err = run_main("train", f, "--resume", tmp_path / "r", "--seed", "3")
     assert code == 2 and "--seed cannot be given with --resume" in err
 
 
@@ -268,10 +252,10 @@ train {
 """
 
 
-def test_divergence_stops_with_the_line_and_the_last_good_checkpoint(tmp_path):
+def test_divergence_stops_with_the_line_and_the_last_good_checkpoint(tmp_path, spawn):
     f = tmp_path / "bad.net"
     f.write_text(DIVERGES)
-    p = netc("train", f, "--out", tmp_path / "r")
+    p = spawn("train", f, "--out", tmp_path / "r")
     out, err = p.communicate(timeout=300)
     assert p.returncode == 1 and "Traceback" not in err
     assert "error: training diverged at epoch 1, step 1" in err and "loss 'loss' is nan" in err
@@ -303,38 +287,38 @@ train {
     ("", "y", "the file is empty"),
     ("a,b,y\n1,2\n", "y", "row 2 has 2 fields but the header has 3"),
 ])
-def test_data_errors_name_the_file_and_row(tmp_path, capsys, content, label, message):
+def test_data_errors_name_the_file_and_row(tmp_path, run_main, content, label, message):
     data = tmp_path / "d.csv"
     data.write_text(content)
     f = tmp_path / "m.net"
     f.write_text(TWO_CLASS.replace("DATA", str(data)).replace("LABEL", label))
-    code, out, err = run(capsys, "train", f, "--out", tmp_path / "r")
+    code, out, err = run_main("train", f, "--out", tmp_path / "r")
     assert code == 2
     assert err.startswith("error: ") and "d.csv" in err and message in err, err
     assert "Traceback" not in err
 
 
-def test_a_data_error_through_the_real_command_has_no_traceback(tmp_path):
+def test_a_data_error_through_the_real_command_has_no_traceback(tmp_path, spawn):
     f = tmp_path / "m.net"
     f.write_text(TWO_CLASS.replace("DATA", str(tmp_path / "missing.csv")).replace("LABEL", "y"))
-    p = netc("train", f, "--out", tmp_path / "r")
+    p = spawn("train", f, "--out", tmp_path / "r")
     _, err = p.communicate(timeout=300)
     assert p.returncode == 2 and err.strip() == f"error: {tmp_path / 'missing.csv'}: file not found"
 
 
 # ------------------------------------------------------------------ a real CSV file with class names
-def test_digits_from_a_csv_with_class_names_match_the_bundled_set(tmp_path, capsys):
+def test_digits_from_a_csv_with_class_names_match_the_bundled_set(tmp_path, run_main, example):
     from netc.runtime import data
     digits = data.load_digits()
     rows = [",".join([f"p{i}" for i in range(64)] + ["digit"])]
     rows += [",".join([repr(v) for v in x.tolist()] + [DIGIT_NAMES[c]]) for x, c in zip(digits.X, digits.y)]
     (tmp_path / "digits.csv").write_text("\n".join(rows) + "\n")
-    src = open(os.path.join(EX, "digits.net")).read()
+    src = open(example("digits")).read()
     assert "data    = digits" in src
     (tmp_path / "digits_csv.net").write_text(src.replace("data    = digits", 'data    = csv("digits.csv", label="digit")'))
     results = {}
-    for name, f in (("bundled", os.path.join(EX, "digits.net")), ("csv", tmp_path / "digits_csv.net")):
-        code, out, err = run(capsys, "train", f, "--epochs", "15", "--out", tmp_path / name, "--quiet", "--json")
+    for name, f in (("bundled", example("digits")), ("csv", tmp_path / "digits_csv.net")):
+        code, out, err = run_main("train", f, "--epochs", "15", "--out", tmp_path / name, "--quiet", "--json")
         assert code == 0, err
         results[name] = json.loads(out.strip().splitlines()[-1])
     a, b = results["bundled"]["test"]["accuracy"], results["csv"]["test"]["accuracy"]
@@ -342,7 +326,7 @@ def test_digits_from_a_csv_with_class_names_match_the_bundled_set(tmp_path, caps
     meta = json.loads((tmp_path / "csv" / "last" / "model.json").read_text())
     assert meta["classes"] == sorted(DIGIT_NAMES)
     # predictions name the classes; eval maps the file's names to the model's classes
-    code, out, err = run(capsys, "predict", tmp_path / "csv", "--data", tmp_path / "digits.csv")
+    code, out, err = run_main("predict", tmp_path / "csv", "--data", tmp_path / "digits.csv")
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].split(",")[:2] == ["p_eight", "p_five"] and lines[0].endswith(",class")
@@ -350,7 +334,7 @@ def test_digits_from_a_csv_with_class_names_match_the_bundled_set(tmp_path, caps
     assert np.mean([p == DIGIT_NAMES[c] for p, c in zip(predicted, digits.y)]) > 0.9
     few = tmp_path / "few.csv"
     few.write_text("\n".join([rows[0]] + [r for r in rows[1:] if r.endswith((",seven", ",one"))]) + "\n")
-    code, out, err = run(capsys, "eval", tmp_path / "csv", "--data", few, "--json")
+    code, out, err = run_main("eval", tmp_path / "csv", "--data", few, "--json")
     assert code == 0, err
     res = json.loads(out)
     assert res["data"]["accuracy"] > 0.9

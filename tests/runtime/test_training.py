@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import netc
-from netc.runtime import checkpoint, data
-from netc.runtime.model import TrainingDiverged
+from netc.runtime import checkpoint, data, loop
+from netc.runtime.diverge import TrainingDiverged
 from netc.runtime.progress import Progress
 from netc.runtime.rundir import source_changes
 from netc.runtime.settings import EarlyStop
@@ -253,7 +253,7 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise(blobs):
     p = Progress.for_output(stream=tty)
     assert p.mode == "bar"
     m = fresh()
-    m._fit(m.prepare(tr.X, tr.y), None, epochs=2, batch=30, progress=p)
+    loop.fit(m, m.prepare(tr.X, tr.y), None, epochs=2, batch=30, progress=p)
     out = tty.getvalue()
     assert "batch" in out and "\r" in out and "|" in out      # tqdm's bar
     assert "epoch 1/2  loss" in out and "epoch 2/2  loss" in out
@@ -261,7 +261,7 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise(blobs):
     assert Progress.for_output(stream=plain).mode == "lines"
     assert Progress.for_output(quiet=True, stream=tty).mode == "quiet"
     lines = Progress.for_output(stream=plain)
-    m._fit(m.prepare(tr.X, tr.y), None, epochs=2, batch=30, progress=lines)
+    loop.fit(m, m.prepare(tr.X, tr.y), None, epochs=2, batch=30, progress=lines)
     assert plain.getvalue().count("\n") == 2 and "\r" not in plain.getvalue()
 
 

@@ -1,0 +1,274 @@
+"""The training loop around a model's compiled train step: epochs, batching and shuffling,
+the learning-rate schedule, metrics per epoch, early stopping (the best weights put back
+whatever way the run ends), divergence (diagnosed by runtime/diverge.py), progress, and the
+hooks a run directory uses to checkpoint every epoch (so that a run resumes exactly).
+
+    history = fit(model, train, val)          # prepared data sets (Model.prepare)
+
+`Model.fit` prepares arrays and calls `fit`; `netc train` calls it with a run directory, and
+with the loop's state from a checkpoint to resume."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, List, Optional, Tuple
+
+import numpy as np
+
+from netc.compiler.optim import OPTIMIZER_ARGS
+
+from . import data as D
+from . import schedules as S
+from .diverge import TrainingDiverged, diagnose
+from .progress import Progress
+from .settings import EarlyStop
+
+
+@dataclass
+class History:
+    """Per-epoch records: {"epoch", "lr", "train": {...}, "val": {...}, "time"}."""
+    epochs: List[dict] = field(default_factory=list)
+    stopped_epoch: Optional[int] = None       # epoch early stopping ended the run at (1-based)
+    best_epoch: Optional[int] = None          # epoch whose weights were restored (1-based)
+    monitor: Optional[str] = None             # what best_epoch is best at, e.g. "val.loss"
+    restored_epoch: Optional[int] = None      # set when the weights of best_epoch were put back
+
+    def summary(self) -> Optional[str]:
+        """The early-stopping line: where it stopped and which epoch's weights were restored."""
+        if self.best_epoch is None:
+            return None
+        best = [e for e in self.epochs if e["epoch"] == self.best_epoch]
+        split, _, name = (self.monitor or "val.loss").partition(".")
+        value = f" ({self.monitor} = {best[0][split][name]:.4f})" if best and name in best[0].get(split, {}) else ""
+        head = f"early stopping: stopped at epoch {self.stopped_epoch}" if self.stopped_epoch else \
+            "early stopping: ran all epochs"
+        if self.restored_epoch is not None:
+            return f"{head}; restored the weights of epoch {self.restored_epoch}{value}"
+        return f"{head}; the last epoch ({self.best_epoch}) was the best{value}"
+
+    def __getitem__(self, key: str) -> List[float]:
+        """history["val.loss"] -> that value for each epoch."""
+        split, _, name = key.partition(".")
+        return [e[split][name] for e in self.epochs if name in e.get(split, {})]
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+
+@dataclass
+class LoopState:
+    """Where a training run stands after `done` epochs: what it needs to continue exactly
+    (plain JSON, stored in a run's `last` checkpoint)."""
+    epochs: int                               # epochs of the run
+    batch: Optional[int]                      # the batch size (None: full batch)
+    done: int = 0                             # epochs finished
+    rng: Optional[dict] = None                # the shuffle generator's bit_generator.state
+    schedule: Optional[dict] = None           # the schedule's state_dict
+    monitor: str = "val.loss"                 # what `best` is best at
+    best: Optional[float] = None
+    best_epoch: Optional[int] = None
+    wait: int = 0                             # epochs without improvement (early stopping)
+    finished: bool = False
+    stopped_epoch: Optional[int] = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "LoopState":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+# (the loop's state, early stopping's best params, the epoch records so far): a run's `last`
+# checkpoint, to continue from
+Resume = Tuple[LoopState, Optional[dict], List[dict]]
+
+
+def fit(model, train: D.Dataset, val: Optional[D.Dataset], *, epochs=None, batch=None, shuffle=None,
+        callbacks: Optional[List[Callable]] = None, stop: Optional[EarlyStop] = None,
+        log: Optional[Callable[[str], None]] = None, run=None, resume: Optional[Resume] = None,
+        progress: Optional[Progress] = None) -> History:
+    """Train `model` (a runtime.model.Model) on prepared data sets. `epochs`, `batch` (a
+    number or "full"), `shuffle` and `stop` default to the model's settings; `callbacks` are
+    called as cb(model, record) after each epoch (return True to stop); `run` (a RunDir)
+    checkpoints each epoch; `resume` continues from a run's `last` checkpoint; `progress`
+    shows it (default: `log`, a function of one line, per epoch). Raises TrainingDiverged."""
+    s = model.settings
+    if not model.loss_names:
+        raise ValueError("the model has no loss to train")
+    if val is not None and len(val.X) == 0:
+        val = None
+    n = len(train.X)
+    if n == 0:
+        raise D.DataError("the training set is empty")
+    stop = stop if stop is not None else s.stop
+    if stop is not None and stop.monitor.startswith("val.") and val is None:
+        raise D.DataError(f"early stopping watches {stop.monitor} but there is no validation data")
+    if resume is not None:
+        st, best_saved, records = resume
+    else:
+        epochs = s.epochs if epochs is None else int(epochs)
+        batch = s.batch if batch is None else (None if batch == "full" else int(batch))
+        if batch is not None and batch < 1:
+            raise ValueError(f"batch must be 'full' or a number >= 1, got {batch}")
+        st = LoopState(epochs, batch, monitor=stop.monitor if stop else ("val.loss" if val else "train.loss"))
+        best_saved, records = None, []
+    bs = n if st.batch is None else min(st.batch, n)
+    shuffle = s.shuffle if shuffle is None else shuffle
+    sched = S.make_schedule(s.schedule[0], base_lr(model, bs), max(st.epochs, 1), **s.schedule[1])
+    rng = np.random.default_rng([s.seed, 1])
+    if resume is not None:
+        rng.bit_generator.state = st.rng
+        sched.load_state_dict(st.schedule)
+    history = History(list(records), st.stopped_epoch, st.best_epoch if stop else None, st.monitor)
+    if progress is None:
+        progress = Progress("lines" if log else "quiet", write=log)
+    best_params = None
+    if stop is not None:
+        best_params = {nm: np.array(a) for nm, a in (best_saved or {}).items()} or None
+    if resume is None:
+        st.rng, st.schedule = rng.bit_generator.state, sched.state_dict()
+        if run is not None:
+            run.start(model, st)
+    loop = _Epochs(model, train, bs)
+    art = model.artifact
+    art.hold()       # a CUDA artifact keeps params on the device during the fit
+    try:
+        while st.done < st.epochs and not st.finished:
+            epoch = st.done
+            t0 = time.perf_counter()
+            lr = sched.lr_at(epoch)
+            order = rng.permutation(n) if shuffle else None
+            bar = progress.epoch_start(epoch + 1, st.epochs, -(-n // bs))
+            terms, out = loop.run(order, lr, epoch)
+            if bar is not None:
+                bar.update(-(-n // bs))
+            model.epoch += 1
+            st.done += 1
+            rec = _record(model, lr, terms, train.y if order is None else train.y[order], out, val)
+            rec["time"] = time.perf_counter() - t0
+            history.epochs.append(rec)
+            improved = _watch(st, stop, rec, model.epoch)
+            if improved and stop is not None:
+                best_params = _keep_best(model, best_params)
+            history.best_epoch = st.best_epoch if stop is not None else None
+            history.stopped_epoch = st.stopped_epoch
+            sched.observe(rec["val"]["loss"] if "val" in rec else rec["train"]["loss"])
+            progress.epoch_end(rec, st.epochs, bar)
+            if callbacks and any([cb(model, rec) for cb in callbacks]):
+                st.finished = True
+            if st.done >= st.epochs:
+                st.finished = True
+            st.rng = rng.bit_generator.state
+            st.schedule = sched.state_dict()
+            if run is not None:
+                run.epoch_end(model, rec, st, best_params, improved)
+    except TrainingDiverged as e:
+        e.restored_epoch = st.best_epoch if best_params is not None else None
+        raise
+    finally:        # whatever way the run ends: early stopping's best weights
+        art.release()
+        if best_params is not None and st.best_epoch != model.epoch:
+            for nm, a in best_params.items():
+                model.params[nm] = a
+            history.restored_epoch = st.best_epoch
+    return history
+
+
+def base_lr(model, batch: int) -> float:
+    """The optimizer's learning rate (its default when the file gives none), scaled by
+    batch / lr_scale when the train block sets `lr_scale`."""
+    opt, args = model.ir.optimizer[0], model.ir.optimizer[1]
+    lr = float(args.get("lr", OPTIMIZER_ARGS[opt]["lr"]))
+    if model.settings.lr_scale:
+        lr *= batch / model.settings.lr_scale
+    return lr
+
+
+def _record(model, lr: float, terms: np.ndarray, y: np.ndarray, out: np.ndarray, val) -> dict:
+    """The epoch's record: the mean loss terms and the metrics of the outputs the training
+    steps computed, and the validation set's."""
+    rec = {"epoch": model.epoch, "lr": lr, "train": {"loss": float(terms.sum())}}
+    if len(terms) > 1:
+        rec["train"].update({nm: float(v) for nm, v in zip(model.loss_names, terms)})
+    rec["train"].update(model.metric_values(y, out))
+    if val is not None:
+        rec["val"] = model.metrics_of(val)
+    return rec
+
+
+def _watch(st: LoopState, stop: Optional[EarlyStop], rec: dict, epoch: int) -> bool:
+    """Whether the monitored value improved; counts early stopping's patience."""
+    mode, min_delta = (stop.mode, stop.min_delta) if stop else ("min", 0.0)
+    split, _, metric = st.monitor.partition(".")
+    watched = rec.get(split, {}).get(metric)
+    improved = watched is not None and math.isfinite(watched) and (
+        st.best is None or (watched < st.best - min_delta if mode == "min" else watched > st.best + min_delta))
+    if improved:
+        st.best, st.best_epoch, st.wait = float(watched), epoch, 0
+    elif stop is not None:
+        st.wait += 1
+        if st.wait > stop.patience:          # more than `patience` epochs without improvement
+            st.stopped_epoch = epoch
+            st.finished = True
+    return improved
+
+
+def _keep_best(model, best_params: Optional[dict]) -> dict:
+    """A copy of the params (into the arrays of the previous best, once there are some)."""
+    if best_params is None:
+        return {nm: a.copy() for nm, a in model.params.items()}
+    for nm, a in model.params.items():
+        np.copyto(best_params[nm], a)
+    return best_params
+
+
+class _Epochs:
+    """The epochs of one fit: each is one call of the artifact's train_epoch, from a snapshot
+    of the params and state at the epoch's start, so that a diverged epoch can be replayed."""
+
+    def __init__(self, model, train: D.Dataset, bs: int):
+        self.model, self.train, self.bs = model, train, bs
+        self.params, self.states = model.param_arrays(), model.state_arrays()
+        self.snap_p = [np.empty_like(a) for a in self.params]     # the params at the start of the epoch,
+        self.snap_s = [np.empty_like(a) for a in self.states]     # to replay a diverged epoch
+
+    def run(self, order, lr: float, epoch: int):
+        """(mean loss terms, outputs) of one epoch. A non-finite loss term in any batch is
+        diagnosed from the first such batch, a non-finite param after the epoch from its last."""
+        m, train, bs = self.model, self.train, self.bs
+        n = len(train.X)
+        for a, b in zip(self.snap_p + self.snap_s, self.params + self.states):
+            np.copyto(a, b)
+        step0 = m.step
+        # the whole epoch in one call: the artifact runs its steps (on a GPU, with the data
+        # there) and hands back each batch's loss terms and the outputs, once
+        terms, out = m.artifact.train_epoch(train.X, train.y, bs, m.dtype.type(lr), step0, self.params,
+                                            self.states, order)
+        bad = ~np.isfinite(terms.sum(axis=1))
+        if bad.any():
+            b = int(np.argmax(bad))
+            m.step = step0 + b + 1
+            self.diverged(order, b, step0, lr, epoch)
+        m.step = step0 + len(terms)
+        sums = np.zeros(len(m.loss_names))
+        sizes = np.minimum(bs, n - bs * np.arange(len(terms)))
+        for row, w in zip(terms, sizes):          # in batch order, as the per-batch loop sums
+            sums += row * w
+        m.artifact.sync()     # the host arrays get the device's values once per epoch
+        if not all(np.isfinite(p).all() for p in self.params):
+            self.diverged(order, (n - 1) // bs, step0, lr, epoch, update=True)
+        return sums / n, out
+
+    def diverged(self, order, batch_index: int, step0: int, lr: float, epoch: int, update: bool = False):
+        """Stop the run: find the first non-finite value of the failing step (diverge.py), put
+        back the params of the epoch's start (the last good checkpoint) and raise."""
+        m = self.model
+        m.artifact.release(sync=False)      # the host arrays hold the epoch's start
+        err = diagnose(m, self.train, order, self.bs, batch_index, step0, lr, epoch, self.snap_p, self.snap_s,
+                       update)
+        for a, b in zip(self.snap_p + self.snap_s, self.params + self.states):
+            np.copyto(b, a)
+        m.step = step0
+        raise err
