@@ -11,10 +11,10 @@ import pytest
 
 import netc
 from netc.compiler.builtins import BUILTINS
-from netc.compiler.elaborate import INIT_NAMES, elaborate
+from netc.compiler.elaborate import elaborate
+from netc.compiler.initializers import INITIALIZERS as INIT_NAMES, initialize
 from netc.compiler.optim import OPTIMIZER_ARGS
 from netc.dsl import parse
-from netc.runtime.init import initialize
 from netc.runtime.schedules import SCHEDULES
 
 torch = pytest.importorskip("torch")
