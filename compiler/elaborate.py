@@ -178,7 +178,8 @@ class Elaborator:
             if name in s.defs:
                 return self.eval_def(s, name, span)
             s = s.parent
-        if name in ("weights", "params") or name in self.builtins or name in initializers.INITIALIZERS or name in self.layers:
+        if name in ("weights", "params") or name in self.builtins or name in initializers.INITIALIZERS \
+                or name in self.layers:
             return Ref(name)
         if name in self.param_names:         # a param by its full name: `h1.dense.W`
             return Tensor(self.param_names[name])
