@@ -234,8 +234,8 @@ class Elaborator:
         out = []
         for d in dims:
             v = self.eval(scope, d)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v != int(v):
-                got = f"{v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else describe(v)
+            if not is_number(v) or not math.isfinite(v) or v != int(v):
+                got = f"{v:g}" if is_number(v) else describe(v)
                 self.error(d.span, f"the size of {what} must be a whole number, got {got}",
                            "sizes are numbers, or dim(x) for the size of a vector")
             if v <= 0:
@@ -317,7 +317,7 @@ class Elaborator:
 
     def number(self, scope, expr) -> float:
         v = self.eval(scope, expr)
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
+        if not is_number(v):
             self.error(expr.span, f"expected a number here, got {describe(v)}")
         return v
 
@@ -333,7 +333,7 @@ class Elaborator:
             return [self.eval(scope, i) for i in e.items]
         if isinstance(e, A.UnaryOp):
             v = self.eval(scope, e.operand)
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
+            if is_number(v):
                 return -v
             return Tensor(self.G.add("neg", [self.float_tensor(self.tensor(v, e.operand), e.operand)], span=e.span))
         if isinstance(e, A.BinOp):
@@ -346,7 +346,7 @@ class Elaborator:
         """A value as a graph node: numbers become constants."""
         if isinstance(v, Tensor):
             return v.node
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if is_number(v):
             return self.G.const(float(v))
         hint = None
         if isinstance(v, Ref) and (v.name in self.builtins or v.name in self.layers):
@@ -370,8 +370,7 @@ class Elaborator:
             self.eval(scope, e.right)      # its own mistakes are reported too, then give up
             raise
         b = self.eval(scope, e.right)
-        num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-        if num(a) and num(b):
+        if is_number(a) and is_number(b):
             if e.op == "@":
                 self.error(e.span, "'@' multiplies matrices and vectors, not numbers", "use '*' for numbers")
             try:
@@ -543,7 +542,7 @@ class Elaborator:
                 if not isinstance(v, bool):
                     self.diag.error(expr.span, f"'{k}' of {c.func} is true or false")
                     continue
-            elif isinstance(v, bool) or not isinstance(v, (int, float)):
+            elif not is_number(v):
                 self.diag.error(expr.span, f"'{k}' of {c.func} must be a number")
                 continue
             elif v < 0:
