@@ -1,17 +1,19 @@
 """Built-in functions of the language, each a composition of registry primitives.
 
 Every entry has a signature [(name, default)] (REQUIRED for required arguments) that the
-elaborator binds calls against, so arity and keyword errors are uniform and located.
+elaborator binds calls against, so arity and keyword errors are uniform and located. An
+implementation is a function of one `calls.Call` and uses only its API (arguments, the graph,
+new params, loss records, errors and warnings), never the elaborator.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable, Dict, List
 
-from netc.dsl import ast as A
-
-from .elaborate import REQUIRED, Call, InitSpec, Ref, Tensor
+from .batching import sample_axes
+from .calls import REQUIRED, Call
 from .ir import fmt_shape, is_batched, per_sample
+from .values import InitSpec, Ref, Tensor
 
 
 @dataclass
@@ -31,24 +33,9 @@ def builtin(name, signature, doc=""):
     return deco
 
 
-def _t(c: Call, n: int) -> Tensor:
-    return Tensor(n)
-
-
-def _last_axis_sum(c: Call, n: int, keep=False) -> int:
-    s = c.G.shape(n)
-    r = c.G.add("reduce_sum", [n], {"axes": (len(s) - 1,)})
-    return c.G.add("reshape", [r], {"shape": s[:-1] + (1,)}) if keep else r
-
-
-def _per_sample_axes(c: Call, n: int):
-    s = c.G.shape(n)
-    return tuple(range(1, len(s))) if is_batched(s) else tuple(range(len(s)))
-
-
 # ------------------------------------------------------------------ activations
 def _unary(name, op, doc):
-    BUILTINS[name] = Builtin(lambda c: Tensor(c.G.add(op, [c.tensor("x")], span=c.expr.span)), [("x", REQUIRED)], doc)
+    BUILTINS[name] = Builtin(lambda c: Tensor(c.G.add(op, [c.tensor("x")], span=c.span)), [("x", REQUIRED)], doc)
 
 
 _unary("sigmoid", "sigmoid", "1 / (1 + exp(-x))")
@@ -65,19 +52,18 @@ def _gelu(c):
     G, x = c.G, c.tensor("x")
     cdf = G.add("mul", [G.add("add", [G.const(1.0), G.add("erf", [G.add("mul", [x, G.const(2 ** -0.5)])])]),
                         G.const(0.5)])
-    return Tensor(G.add("mul", [x, cdf], span=c.expr.span))
+    return Tensor(G.add("mul", [x, cdf], span=c.span))
 
 
 def _vector_op(op):
     def fn(c: Call):
         x = c.tensor("x")
         if len(per_sample(c.G.shape(x))) == 0:
-            c.error(f"{c.expr.func} needs a vector, got a scalar", arg="x")
+            c.error(f"{c.name} needs a vector, got a scalar", arg="x")
         if per_sample(c.G.shape(x))[-1] == 1:
-            c.el.diag.warn(c.expr.span, f"{c.expr.func} of a single value is constant "
-                           f"({'1' if op == 'softmax' else '0'}), whatever its input",
-                           "for one output use sigmoid; for C classes give softmax C values")
-        return Tensor(c.G.add(op, [x], span=c.expr.span))
+            c.warn(f"{c.name} of a single value is constant ({'1' if op == 'softmax' else '0'}), whatever its input",
+                   "for one output use sigmoid; for C classes give softmax C values")
+        return Tensor(c.G.add(op, [x], span=c.span))
     return fn
 
 
@@ -87,7 +73,7 @@ BUILTINS["log_softmax"] = Builtin(_vector_op("log_softmax"), [("x", REQUIRED)], 
 
 @builtin("relu", [("x", REQUIRED)], "max(x, 0)")
 def _relu(c):
-    return Tensor(c.G.add("maximum", [c.tensor("x"), c.G.const(0.0)], span=c.expr.span))
+    return Tensor(c.G.add("maximum", [c.tensor("x"), c.G.const(0.0)], span=c.span))
 
 
 @builtin("leaky_relu", [("x", REQUIRED), ("slope", 0.01)], "x if x > 0 else slope * x")
@@ -95,7 +81,7 @@ def _leaky_relu(c):
     x, a = c.tensor("x"), c.number("slope")
     if not 0 <= a < 1:
         c.error("the slope of leaky_relu must be in [0, 1)", arg="slope")
-    return Tensor(c.G.add("maximum", [x, c.G.add("mul", [x, c.G.const(a)])], span=c.expr.span))
+    return Tensor(c.G.add("maximum", [x, c.G.add("mul", [x, c.G.const(a)])], span=c.span))
 
 
 @builtin("elu", [("x", REQUIRED), ("alpha", 1.0)], "x if x > 0 else alpha * (exp(x) - 1)")
@@ -103,7 +89,7 @@ def _elu(c):
     G, x = c.G, c.tensor("x")
     neg = G.add("sub", [G.add("exp", [G.add("minimum", [x, G.const(0.0)])]), G.const(1.0)])
     return Tensor(G.add("add", [G.add("maximum", [x, G.const(0.0)]), G.add("mul", [neg, G.const(c.number("alpha"))])],
-                        span=c.expr.span))
+                        span=c.span))
 
 
 @builtin("identity", [("x", REQUIRED)], "x itself")
@@ -114,31 +100,31 @@ def _identity(c):
 @builtin("square", [("x", REQUIRED)], "x * x")
 def _square(c):
     x = c.tensor("x")
-    return Tensor(c.G.add("mul", [x, x], span=c.expr.span))
+    return Tensor(c.G.add("mul", [x, x], span=c.span))
 
 
 # ------------------------------------------------------------------ math
 @builtin("sum", [("x", REQUIRED)], "sum of the elements of x (per sample)")
 def _sum(c):
     x = c.tensor("x")
-    axes = _per_sample_axes(c, x)
-    return Tensor(c.G.add("reduce_sum", [x], {"axes": axes}, span=c.expr.span) if axes else x)
+    axes = sample_axes(c.G, x)
+    return Tensor(c.G.add("reduce_sum", [x], {"axes": axes}, span=c.span) if axes else x)
 
 
 @builtin("mean", [("x", REQUIRED)], "mean of the elements of x (per sample)")
 def _mean(c):
     x = c.tensor("x")
-    axes = _per_sample_axes(c, x)
-    return Tensor(c.G.add("reduce_mean", [x], {"axes": axes}, span=c.expr.span) if axes else x)
+    axes = sample_axes(c.G, x)
+    return Tensor(c.G.add("reduce_mean", [x], {"axes": axes}, span=c.span) if axes else x)
 
 
 def _minmax(op, reduce):
     def fn(c):
         a = c.tensor("a")
-        if c.args["b"] is None:       # max(x): the largest element of x (per sample)
-            axes = _per_sample_axes(c, a)
-            return Tensor(c.G.add(reduce, [a], {"axes": axes}, span=c.expr.span) if axes else a)
-        return Tensor(c.el.elementwise(op, a, c.tensor("b"), c.expr.span, c.expr.func))
+        if not c.has("b"):       # max(x): the largest element of x (per sample)
+            axes = sample_axes(c.G, a)
+            return Tensor(c.G.add(reduce, [a], {"axes": axes}, span=c.span) if axes else a)
+        return Tensor(c.elementwise(op, a, c.tensor("b")))
     return fn
 
 
@@ -150,18 +136,16 @@ BUILTINS["min"] = Builtin(_minmax("minimum", "reduce_min"), [("a", REQUIRED), ("
 
 @builtin("concat", [("*xs", REQUIRED)], "vectors joined end to end: concat(a, b, ...) or concat([a, b, ...])")
 def _concat(c):
-    G, el = c.G, c.el
-    exprs = list(c.args["*xs"])
-    if len(exprs) == 1 and isinstance(exprs[0], A.ListExpr):
-        exprs = list(exprs[0].items)
+    G = c.G
+    exprs = c.exprs("*xs")
     if len(exprs) < 2:
         c.error("concat joins at least two tensors", "write concat(a, b, ...)")
     nodes = []
     for e in exprs:
-        v = el.eval(c.scope, e)
+        v = c.evaluate(e)
         if not isinstance(v, Tensor):
-            el.error(e.span, "concat joins tensors, not numbers or names of functions")
-        nodes.append(el.float_tensor(v.node, e))
+            c.error("concat joins tensors, not numbers or names of functions", at=e.span)
+        nodes.append(c.real(v.node, e))
     shapes = [G.shape(n) for n in nodes]
     if len({is_batched(s) for s in shapes}) > 1:
         c.error("concat cannot join per-sample values with params: "
@@ -174,7 +158,7 @@ def _concat(c):
     if len(ranks) > 1 or any(l != last[0] for l in last):
         c.error("concat joins tensors along their last axis; the other sizes must be equal, got "
                 + " and ".join(fmt_shape(s) for s in shapes))
-    return Tensor(G.add("concat", nodes, {"axis": len(shapes[0]) - 1}, span=c.expr.span))
+    return Tensor(G.add("concat", nodes, {"axis": len(shapes[0]) - 1}, span=c.span))
 
 
 @builtin("transpose", [("x", REQUIRED)], "the transpose of a matrix")
@@ -182,21 +166,20 @@ def _transpose(c):
     x = c.tensor("x")
     if is_batched(c.G.shape(x)) or len(c.G.shape(x)) != 2:
         c.error(f"transpose needs a param matrix, got {fmt_shape(c.G.shape(x))}", arg="x")
-    return Tensor(c.G.add("transpose", [x], span=c.expr.span))
+    return Tensor(c.G.add("transpose", [x], span=c.span))
 
 
 @builtin("onehot", [("y", REQUIRED), ("classes", None)], "one-hot rows of class labels")
 def _onehot(c):
     y = c.tensor("y", labels=True)
-    t = c.el.target
+    t = c.target
     if c.G.node(y)["dtype"] != "int":
         c.error("onehot needs class labels (a `target NAME: class[C]`)", arg="y")
-    classes = c.args["classes"]
-    C = c.number("classes") if classes is not None else t.classes
+    C = c.number("classes") if c.has("classes") else t.classes
     if C != int(C) or C < 1:
         c.error(f"the number of classes of onehot must be a positive whole number, got {C:g}", arg="classes")
     C = int(C)
-    return Tensor(c.G.add("onehot", [y], {"classes": C}, span=c.expr.span))
+    return Tensor(c.G.add("onehot", [y], {"classes": C}, span=c.span))
 
 
 @builtin("dim", [("x", REQUIRED)], "the size of a vector (for shapes)")
@@ -211,7 +194,7 @@ def _dim(c):
 @builtin("dense", [("x", REQUIRED), ("n", REQUIRED), ("bias", True), ("init", None)],
          "a fully connected layer: W @ x + b with W[n, dim(x)] and b[n]")
 def _dense(c):
-    G, el = c.G, c.el
+    G = c.G
     x = c.tensor("x")
     s = per_sample(G.shape(x))
     if not is_batched(G.shape(x)) or len(s) != 1:
@@ -220,17 +203,15 @@ def _dense(c):
     if n != int(n) or n <= 0:
         c.error("the size of a dense layer must be a positive whole number", arg="n")
     n = int(n)
-    init_expr = c.args["init"]
-    init = el.eval_init(c.scope, init_expr, InitSpec("he")) if init_expr is not None else InitSpec("he")
-    prefix = el.call_prefix("dense")
-    W = el.new_param(f"{prefix}.W", (n, s[0]), init, c.expr.span)
-    out = G.add("matmul", [x, W], {"tb": True}, span=c.expr.span)
+    init = c.init("init", InitSpec("he"))
+    W = c.new_param("W", (n, s[0]), init)
+    out = G.add("matmul", [x, W], {"tb": True}, span=c.span)
     bias = c.value("bias")
     if not isinstance(bias, bool):
         c.error("bias is true or false", arg="bias")
     if bias:
-        b = el.new_param(f"{prefix}.b", (n,), InitSpec("zeros"), c.expr.span)
-        out = G.add("add", [out, b], span=c.expr.span)
+        b = c.new_param("b", (n,), InitSpec("zeros"))
+        out = G.add("add", [out, b], span=c.span)
     return Tensor(out)
 
 
@@ -238,16 +219,15 @@ def _dense(c):
 def _prediction(c: Call, name: str) -> int:
     p = c.tensor(name)
     if not is_batched(c.G.shape(p)):
-        c.error(f"the prediction given to {c.expr.func} does not depend on the input", arg=name)
-    c.el.predictions.append(p)
-    c.el.loss_kinds.append(c.expr.func)
+        c.error(f"the prediction given to {c.name} does not depend on the input", arg=name)
+    c.record_loss(p)
     return p
 
 
 def _real_target(c: Call, name: str) -> int:
     y = c.tensor(name, labels=True)
     if c.G.node(y)["dtype"] == "int":
-        c.error(f"{c.expr.func} compares real values, but '{getattr(c.args[name], 'id', name)}' holds class labels",
+        c.error(f"{c.name} compares real values, but '{c.written_name(name)}' holds class labels",
                 "use cross_entropy for a class target, or declare `target NAME[k]` for real values", arg=name)
     return y
 
@@ -255,16 +235,15 @@ def _real_target(c: Call, name: str) -> int:
 def _same_shape(c: Call, a: int, b: int):
     sa, sb = per_sample(c.G.shape(a)), per_sample(c.G.shape(b))
     if sa != sb:
-        c.error(f"{c.expr.func} needs equal shapes, got {fmt_shape(sa)} and {fmt_shape(sb)}")
+        c.error(f"{c.name} needs equal shapes, got {fmt_shape(sa)} and {fmt_shape(sb)}")
 
 
 def _warn_probabilities(c: Call, p: int, loss: str) -> None:
     """A linear layer's output fed straight to a cross-entropy: logits, not probabilities."""
     G = c.G
     if G.op(p) == "matmul" or (G.op(p) == "add" and any(G.op(i) == "matmul" for i in G.inputs(p))):
-        c.el.diag.warn(c.args["p"].span, f"{loss} expects probabilities, but its first argument looks like "
-                       "the raw output of a linear layer",
-                       "apply softmax (several classes) or sigmoid (0/1 targets) first")
+        c.warn(f"{loss} expects probabilities, but its first argument looks like the raw output of a linear layer",
+               "apply softmax (several classes) or sigmoid (0/1 targets) first", arg="p")
 
 
 @builtin("cross_entropy", [("p", REQUIRED), ("y", REQUIRED)],
@@ -278,19 +257,18 @@ def _cross_entropy(c):
         c.error(f"cross_entropy needs a vector of class probabilities, got shape {fmt_shape(sp)}", arg="p")
     _warn_probabilities(c, p, "cross_entropy")
     if G.op(p) == "sigmoid" and sp[0] > 1:
-        c.el.diag.warn(c.args["p"].span, f"sigmoid feeds cross_entropy over {sp[0]} classes: "
-                       "its outputs do not sum to 1",
-                       "use softmax for one of several classes, or binary_cross_entropy for independent 0/1 targets")
+        c.warn(f"sigmoid feeds cross_entropy over {sp[0]} classes: its outputs do not sum to 1",
+               "use softmax for one of several classes, or binary_cross_entropy for independent 0/1 targets", arg="p")
     if G.node(y)["dtype"] == "int":
-        classes = c.el.target.classes
+        classes = c.target.classes
         if sp[0] != classes:
-            c.error(f"the prediction has {sp[0]} classes but the target '{c.el.target.name}' has {classes}", arg="p")
+            c.error(f"the prediction has {sp[0]} classes but the target '{c.target.name}' has {classes}", arg="p")
         t = G.add("onehot", [y], {"classes": classes})
     else:
         _same_shape(c, p, y)
         t = y
     picked = G.add("reduce_sum", [G.add("mul", [t, G.add("log", [p])])], {"axes": (1,)})
-    return Tensor(G.add("neg", [picked], span=c.expr.span))
+    return Tensor(G.add("neg", [picked], span=c.span))
 
 
 @builtin("binary_cross_entropy", [("p", REQUIRED), ("t", REQUIRED)],
@@ -302,13 +280,13 @@ def _bce(c):
     _same_shape(c, p, t)
     _warn_probabilities(c, p, "binary_cross_entropy")
     if G.op(p) == "softmax":
-        c.el.diag.warn(c.args["p"].span, "softmax feeds binary_cross_entropy",
-                       "use sigmoid for independent 0/1 targets, or cross_entropy with a class target")
+        c.warn("softmax feeds binary_cross_entropy",
+               "use sigmoid for independent 0/1 targets, or cross_entropy with a class target", arg="p")
     one = G.const(1.0)
     pos = G.add("mul", [t, G.add("log", [p])])
     neg = G.add("mul", [G.add("sub", [one, t]), G.add("log", [G.add("sub", [one, p])])])
     e = G.add("neg", [G.add("add", [pos, neg])])
-    return Tensor(G.add("reduce_mean", [e], {"axes": _per_sample_axes(c, e)}, span=c.expr.span))
+    return Tensor(G.add("reduce_mean", [e], {"axes": sample_axes(c.G, e)}, span=c.span))
 
 
 def _regression(kind):
@@ -330,7 +308,7 @@ def _regression(kind):
             q = G.add("minimum", [ad, G.const(delta)])
             e = G.add("add", [G.add("mul", [G.add("mul", [q, q]), G.const(0.5)]),
                               G.add("mul", [G.add("sub", [ad, q]), G.const(delta)])])
-        return Tensor(G.add("reduce_mean", [e], {"axes": _per_sample_axes(c, e)}, span=c.expr.span))
+        return Tensor(G.add("reduce_mean", [e], {"axes": sample_axes(c.G, e)}, span=c.span))
     return fn
 
 
@@ -342,21 +320,20 @@ BUILTINS["huber"] = Builtin(_regression("huber"), [("a", REQUIRED), ("b", REQUIR
 # ------------------------------------------------------------------ regularizers
 def _param_set(c: Call) -> List[int]:
     v = c.value("of")
-    el = c.el
     if isinstance(v, Ref) and v.name == "weights":
-        return [p.node for p in el.params if p.is_weight]
+        return [p.node for p in c.params if p.is_weight]
     if isinstance(v, Ref) and v.name == "params":
-        return [p.node for p in el.params]
+        return [p.node for p in c.params]
     if isinstance(v, list):
         out = []
-        for item, expr in zip(v, c.args["of"].items):
+        for item, span in zip(v, c.item_spans("of", len(v))):
             if not isinstance(item, Tensor):
-                el.error(expr.span, f"{c.expr.func} takes tensors")
+                c.error(f"{c.name} takes tensors", at=span)
             out.append(item.node)
         return out
     if isinstance(v, Tensor):
         return [v.node]
-    c.error(f"{c.expr.func} takes `weights`, `params`, a param or a list of params", arg="of")
+    c.error(f"{c.name} takes `weights`, `params`, a param or a list of params", arg="of")
 
 
 def _norm(kind):
@@ -365,10 +342,10 @@ def _norm(kind):
         terms = []
         for n in _param_set(c):
             e = G.add("mul", [n, n]) if kind == "l2" else G.add("abs", [n])
-            axes = _per_sample_axes(c, e)
+            axes = sample_axes(c.G, e)
             terms.append(G.add("reduce_sum", [e], {"axes": axes}) if axes else e)
         if not terms:
-            c.error(f"{c.expr.func} has nothing to regularize: the model has no such params")
+            c.error(f"{c.name} has nothing to regularize: the model has no such params")
         total = terms[0]
         for t in terms[1:]:
             total = G.add("add", [total, t])

@@ -1,15 +1,18 @@
-"""AST -> IR: resolves names, expands built-ins and user layers, adds the batch axis, checks
-shapes. Every mistake becomes a located diagnostic; all of them are reported together.
+"""AST -> IR: resolves names (scopes, definitions, user layers), expands built-in calls and
+checks the model's declarations. Every mistake becomes a located diagnostic; all of them are
+reported together.
 
-Programs are written per sample: `W @ x + b` with x a vector becomes X Wᵀ + b on a batch.
 Names are single-assignment and evaluated on demand, so statements may come in any order
-that respects definitions (a cycle is an error).
+that respects definitions (a cycle is an error). Programs are written per sample; the batched
+form of each operation is built by `batching`. The rest lives with its owner: the value types
+in `values`, the call API of built-ins in `calls` (the Elaborator is its `Host`), the
+built-ins in `builtins`, the initializers in `initializers`, the train block's keys in
+`trainblock`, the optimizers' arguments in `optim`.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 import networkx as nx
@@ -17,122 +20,23 @@ import networkx as nx
 from netc.dsl import ast as A
 from netc.dsl.diagnostics import Collector, did_you_mean
 
-from .ir import B, Graph, ShapeError, fmt_shape, is_batched, per_sample
-from .ops import broadcast_shape
+from . import batching, initializers
+from .builtins import BUILTINS
+from .calls import REQUIRED, Call, bind
+from .ir import B, Graph
+from .optim import OPTIMIZER_ARGS
+from .trainblock import TRAIN_KEYS, read_train_block
+from .values import (InitSpec, LossInfo, ModelIR, ParamInfo, Ref, StaticCall, TargetInfo, Tensor, describe,
+                     is_number, static_value)
+
+# re-exported for the modules that import them from here (to be pointed at their owners)
+INIT_NAMES = initializers.INITIALIZERS
+__all__ = ["elaborate", "Elaborator", "Abort", "ModelIR", "Tensor", "StaticCall", "Ref", "InitSpec", "ParamInfo",
+           "LossInfo", "TargetInfo", "static_value", "describe", "INIT_NAMES", "TRAIN_KEYS", "REQUIRED", "Call"]
 
 
 class Abort(Exception):
     """Unwinds the evaluation of one statement after its error has been recorded."""
-
-
-# ------------------------------------------------------------------ values
-@dataclass(frozen=True)
-class Tensor:
-    node: int
-
-
-@dataclass(frozen=True)
-class StaticCall:
-    """A call kept as data (initializers, data sources, schedules, `early(...)`)."""
-    name: str
-    args: tuple
-    kwargs: tuple            # ((key, value), ...)
-    span: A.Span
-    kwarg_spans: tuple = ()  # the span of each `key=value`, in the order of `kwargs`
-
-    def kw(self) -> dict:
-        return dict(self.kwargs)
-
-    def span_of(self, key: str) -> A.Span:
-        """Where `key=...` is written (the whole call when it is not)."""
-        for (k, _), sp in zip(self.kwargs, self.kwarg_spans):
-            if k == key:
-                return sp
-        return self.span
-
-
-@dataclass(frozen=True)
-class Ref:
-    """A bare name that is not a tensor: `weights`, `params`, an activation used as `act=relu`."""
-    name: str
-
-
-# ------------------------------------------------------------------ results
-@dataclass
-class InitSpec:
-    kind: str                # zeros | const | normal | uniform | glorot | glorot_normal | he | he_normal
-    args: Tuple[float, ...] = ()
-
-
-@dataclass
-class ParamInfo:
-    name: str
-    shape: Tuple[int, ...]
-    init: InitSpec
-    node: int
-    span: A.Span
-    is_weight: bool          # a matrix (regularized by l2(weights)); biases are not
-
-
-@dataclass
-class LossInfo:
-    name: str
-    node: int                # the term's batch mean, a scalar
-    span: A.Span
-
-
-@dataclass
-class TargetInfo:
-    name: str
-    kind: str                # class | real
-    shape: Tuple[int, ...]   # per sample: () for class labels
-    classes: Optional[int]
-    node: int
-    span: A.Span
-
-
-@dataclass
-class ModelIR:
-    name: str
-    graph: Graph
-    input_name: str
-    input_shape: Tuple[int, ...]
-    input_node: int
-    target: Optional[TargetInfo]
-    params: List[ParamInfo]
-    losses: List[LossInfo]
-    output: Optional[int]
-    output_name: str
-    optimizer: Tuple[str, dict, A.Span]
-    schedule: Optional[StaticCall]
-    train: Dict[str, Tuple[Any, A.Span]]          # key -> (value, span)
-    warnings: list = field(default_factory=list)
-    loss_kinds: List[str] = field(default_factory=list)   # the loss functions called, in order
-
-
-def static_value(e: A.Expr):
-    """An AST expression as plain data (for train settings and initializers)."""
-    if isinstance(e, (A.Num, A.Str, A.Bool)):
-        return e.value
-    if isinstance(e, A.Name):
-        return Ref(e.id)
-    if isinstance(e, A.UnaryOp) and isinstance(e.operand, A.Num):
-        return -e.operand.value
-    if isinstance(e, A.ListExpr):
-        return [static_value(i) for i in e.items]
-    if isinstance(e, A.Call):
-        return StaticCall(e.func, tuple(static_value(a) for a in e.args),
-                          tuple((k.name, static_value(k.value)) for k in e.kwargs), e.span,
-                          tuple(k.span for k in e.kwargs))
-    if isinstance(e, A.BinOp) and isinstance(e.left, A.Num) and isinstance(e.right, A.Num):
-        try:
-            r = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
-                 "/": lambda a, b: a / b, "**": lambda a, b: a ** b}.get(e.op, lambda a, b: None)(
-                e.left.value, e.right.value)
-        except (ArithmeticError, ValueError):
-            return None
-        return r if isinstance(r, int) or (isinstance(r, float) and math.isfinite(r)) else None
-    return None
 
 
 # ------------------------------------------------------------------ scopes
@@ -150,8 +54,9 @@ class Scope:
 
 
 class Elaborator:
+    """Elaborates one program; implements `calls.Host` for the built-ins it expands."""
+
     def __init__(self, program: A.Program):
-        from .builtins import BUILTINS
         self.program = program
         self.diag = Collector(program.source)
         self.G = Graph()
@@ -177,6 +82,14 @@ class Elaborator:
             hint = f"{hint} ({where})" if hint else f"in {where}"
         self.diag.error(span, msg, hint)
         raise Abort()
+
+    def warn(self, span, msg, hint=None):
+        self.diag.warn(span, msg, hint)
+
+    def record_loss(self, prediction: int, kind: str) -> None:
+        """A loss function `kind` was called on `prediction` (the default output's candidates)."""
+        self.predictions.append(prediction)
+        self.loss_kinds.append(kind)
 
     # ---------------------------------------------------------- the program
     def run(self) -> ModelIR:
@@ -265,7 +178,8 @@ class Elaborator:
             if name in s.defs:
                 return self.eval_def(s, name, span)
             s = s.parent
-        if name in ("weights", "params") or name in self.builtins or name in INIT_NAMES or name in self.layers:
+        if name in ("weights", "params") or name in self.builtins or name in initializers.INITIALIZERS \
+                or name in self.layers:
             return Ref(name)
         if name in self.param_names:         # a param by its full name: `h1.dense.W`
             return Tensor(self.param_names[name])
@@ -320,8 +234,8 @@ class Elaborator:
         out = []
         for d in dims:
             v = self.eval(scope, d)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v != int(v):
-                got = f"{v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else describe(v)
+            if not is_number(v) or not math.isfinite(v) or v != int(v):
+                got = f"{v:g}" if is_number(v) else describe(v)
                 self.error(d.span, f"the size of {what} must be a whole number, got {got}",
                            "sizes are numbers, or dim(x) for the size of a vector")
             if v <= 0:
@@ -393,48 +307,17 @@ class Elaborator:
             name, where = expr.id, expr.span
         else:
             v = self.eval(scope, expr)
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
+            if is_number(v):
                 if not math.isfinite(v):
                     self.error(expr.span, f"a constant initializer must be a finite number, got {v}")
-                return InitSpec("zeros") if v == 0 else InitSpec("const", (float(v),))
+                return initializers.constant(v)
             name, where = (v.name if isinstance(v, Ref) else None), expr.span
-        if name not in INIT_NAMES:
-            shown = f"'{name}'" if name is not None else "this expression"
-            self.error(where, f"unknown initializer {shown}",
-                       did_you_mean(str(name), INIT_NAMES) or "one of: " + ", ".join(INIT_NAMES) + ", or a number")
-        want = INIT_NAMES[name]
-        names = [k for k, _ in want]
-        given: Dict[str, float] = {}
-        if isinstance(expr, A.Call):
-            if len(expr.args) > len(want):
-                self.error(expr.args[len(want)].span,
-                           f"initializer '{name}' takes {len(want)} argument{'s' if len(want) != 1 else ''}"
-                           + (f" ({', '.join(names)})" if want else "") + f", got {len(expr.args)}")
-            given = {k: self.number(scope, a) for k, a in zip(names, expr.args)}
-            for kw in expr.kwargs:
-                if kw.name not in names:
-                    self.error(kw.span, f"unknown argument '{kw.name}' of initializer '{name}'",
-                               did_you_mean(kw.name, names) or ("allowed: " + ", ".join(names) if names
-                                                                 else f"'{name}' takes no arguments"))
-                if kw.name in given:
-                    self.error(kw.span, f"argument '{kw.name}' of initializer '{name}' is given twice")
-                given[kw.name] = self.number(scope, kw.value)
-        missing = [k for k, d in want if k not in given and d is None]
-        if missing:
-            self.error(expr.span, f"initializer '{name}' needs {' and '.join(repr(k) for k in missing)}",
-                       f"write e.g. `{INIT_EXAMPLES[name]}`")
-        args = tuple(float(given.get(k, d)) for k, d in want)
-        if not all(math.isfinite(a) for a in args):
-            self.error(expr.span, f"the arguments of initializer '{name}' must be finite numbers")
-        if name == "normal" and args[1] <= 0:
-            self.error(expr.span, f"the standard deviation of normal must be positive, got {args[1]:g}")
-        if name == "uniform" and not args[0] < args[1]:
-            self.error(expr.span, f"uniform(low, high) needs low < high, got {args[0]:g} and {args[1]:g}")
-        return InitSpec(name, args)
+        return initializers.resolve(name, where, expr if isinstance(expr, A.Call) else None, expr.span,
+                                    lambda a: self.number(scope, a), self.error)
 
     def number(self, scope, expr) -> float:
         v = self.eval(scope, expr)
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
+        if not is_number(v):
             self.error(expr.span, f"expected a number here, got {describe(v)}")
         return v
 
@@ -450,7 +333,7 @@ class Elaborator:
             return [self.eval(scope, i) for i in e.items]
         if isinstance(e, A.UnaryOp):
             v = self.eval(scope, e.operand)
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
+            if is_number(v):
                 return -v
             return Tensor(self.G.add("neg", [self.float_tensor(self.tensor(v, e.operand), e.operand)], span=e.span))
         if isinstance(e, A.BinOp):
@@ -463,7 +346,7 @@ class Elaborator:
         """A value as a graph node: numbers become constants."""
         if isinstance(v, Tensor):
             return v.node
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if is_number(v):
             return self.G.const(float(v))
         hint = None
         if isinstance(v, Ref) and (v.name in self.builtins or v.name in self.layers):
@@ -487,8 +370,7 @@ class Elaborator:
             self.eval(scope, e.right)      # its own mistakes are reported too, then give up
             raise
         b = self.eval(scope, e.right)
-        num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-        if num(a) and num(b):
+        if is_number(a) and is_number(b):
             if e.op == "@":
                 self.error(e.span, "'@' multiplies matrices and vectors, not numbers", "use '*' for numbers")
             try:
@@ -504,74 +386,9 @@ class Elaborator:
             return r
         x, y = self.float_tensor(self.tensor(a, e.left), e.left), self.float_tensor(self.tensor(b, e.right), e.right)
         if e.op == "@":
-            return Tensor(self.matmul(x, y, e))
+            return Tensor(batching.matmul(self.G, x, y, e.span, self.error))
         op = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow"}[e.op]
-        return Tensor(self.elementwise(op, x, y, e.span, f"'{e.op}'"))
-
-    def elementwise(self, op: str, x: int, y: int, span, what: str) -> int:
-        """A broadcasting binary op with per-sample semantics: per-sample shapes broadcast
-        right-aligned, and the batch axis stays first."""
-        G = self.G
-        sx, sy = G.shape(x), G.shape(y)
-        px, py = per_sample(sx), per_sample(sy)
-        try:
-            out = broadcast_shape([px, py])
-        except ShapeError:
-            self.error(span, f"shapes {fmt_shape(sx)} and {fmt_shape(sy)} do not match for {what}",
-                       "sizes must be equal or 1 (compared from the right)")
-        if is_batched(sx) or is_batched(sy):
-            x = self.align(x, len(out))
-            y = self.align(y, len(out))
-        return G.add(op, [x, y], span=span)
-
-    def align(self, n: int, rank: int) -> int:
-        """Pad a batched value's per-sample shape with 1s on the left up to `rank`."""
-        s = self.G.shape(n)
-        if not is_batched(s) or len(s) - 1 == rank:
-            return n
-        return self.G.add("reshape", [n], {"shape": (B,) + (1,) * (rank - len(s) + 1) + tuple(s[1:])})
-
-    def matmul(self, x: int, y: int, e) -> int:
-        G = self.G
-        sx, sy = G.shape(x), G.shape(y)
-        px, py = per_sample(sx), per_sample(sy)
-        bx, by = is_batched(sx), is_batched(sy)
-
-        def bad(msg=None):
-            self.error(e.span, msg or f"shapes {fmt_shape(sx)} and {fmt_shape(sy)} do not fit for '@'",
-                       f"'A @ B' needs the last size of A ({px[-1]}) to equal the first size of B ({py[0]})"
-                       if msg is None else None)
-        if not px or not py:
-            bad(f"'@' needs vectors or matrices, got {fmt_shape(sx)} and {fmt_shape(sy)}; use '*' to scale by a number")
-        if px[-1] != py[0]:
-            bad()
-        if bx and by:
-            self.error(e.span, "'@' between two per-sample values is not supported",
-                       "one operand must be a param (a matrix shared by all samples)")
-        if not bx and not by:
-            if len(px) == 2 and len(py) == 2:
-                return G.add("matmul", [x, y], span=e.span)
-            if len(px) == 2 and len(py) == 1:
-                r = G.add("matmul", [G.add("reshape", [y], {"shape": (1, py[0])}), x], {"tb": True}, span=e.span)
-                return G.add("reshape", [r], {"shape": (px[0],)})
-            if len(px) == 1 and len(py) == 2:
-                r = G.add("matmul", [G.add("reshape", [x], {"shape": (1, px[0])}), y], span=e.span)
-                return G.add("reshape", [r], {"shape": (py[1],)})
-            r = G.add("matmul", [G.add("reshape", [x], {"shape": (1, px[0])}),
-                                 G.add("reshape", [y], {"shape": (py[0], 1)})], span=e.span)
-            return G.add("reshape", [r], {"shape": ()})
-        if by:      # W @ x: per sample [o, i] @ [i]  ->  X Wᵀ
-            if len(py) != 1 or len(px) > 2:
-                bad("'@' with a per-sample operand needs a vector: W @ x with W a matrix and x a vector")
-            w = x if len(px) == 2 else G.add("reshape", [x], {"shape": (1, px[0])})
-            r = G.add("matmul", [y, w], {"tb": True}, span=e.span)
-            return r if len(px) == 2 else G.add("reshape", [r], {"shape": (B,)})
-        # x @ W: per sample [i] @ [i, o]  ->  X W
-        if len(px) != 1 or len(py) > 2:
-            bad("'@' with a per-sample operand needs a vector: x @ W with x a vector and W a matrix")
-        w = y if len(py) == 2 else G.add("reshape", [y], {"shape": (py[0], 1)})
-        r = G.add("matmul", [x, w], span=e.span)
-        return r if len(py) == 2 else G.add("reshape", [r], {"shape": (B,)})
+        return Tensor(batching.elementwise(self.G, op, x, y, e.span, f"'{e.op}'", self.error))
 
     # ---------------------------------------------------------- calls
     def call(self, scope, e: A.Call):
@@ -588,7 +405,7 @@ class Elaborator:
         if spec is None:
             self.error(e.func_span, f"unknown function or layer '{e.func}'",
                        did_you_mean(e.func, list(self.builtins) + list(self.layers)))
-        args = bind(self, e, spec.signature, e.func)
+        args = bind(e, spec.signature, e.func, self.error)
         return spec.fn(Call(self, scope, e, args))
 
     def expand_layer(self, scope, e: A.Call):
@@ -600,14 +417,11 @@ class Elaborator:
             self.error(e.func_span, f"layer '{e.func}' calls itself ({chain})", "layers may not be recursive")
         sig = [(p.name, p.default if p.default is not None else REQUIRED) for p in ld.params]
         defaults = {p.name: p.default for p in ld.params}
-        args = bind(self, e, sig, f"layer '{ld.name}'")
+        args = bind(e, sig, f"layer '{ld.name}'", self.error)
         own = Scope("")                 # where defaults are evaluated: built-ins and layers only
         values = {}
         for name, expr in args.items():
-            if isinstance(expr, _Given):
-                values[name] = expr.value
-            else:
-                values[name] = self.eval(own if expr is defaults[name] else scope, expr)
+            values[name] = self.eval(own if expr is defaults[name] else scope, expr)
         prefix = self.call_prefix(ld.name)
         inner = Scope(prefix)           # layer bodies see their arguments and layers only
         inner.values.update(values)
@@ -657,7 +471,7 @@ class Elaborator:
             try:
                 v = self.eval(top, d.value)
                 node = self.float_tensor(self.tensor(v, d.value), d.value)
-                out[k] = LossInfo(name, self.batch_mean(node, d), d.span)
+                out[k] = LossInfo(name, batching.batch_mean(self.G, node, d.value.span, d.span, self.error), d.span)
             except Abort:
                 pass
             finally:
@@ -668,18 +482,6 @@ class Elaborator:
                 self.diag.warn(decls[k].span, f"loss '{info.name}' does not depend on any param",
                                "training cannot change it; did you mean to use the model's prediction?")
         return [out[k] for k in sorted(out)]
-
-    def batch_mean(self, node: int, d) -> int:
-        s = self.G.shape(node)
-        ps = per_sample(s)
-        if any(x != 1 for x in ps):
-            self.error(d.value.span, f"a loss must be a scalar per sample, got shape {fmt_shape(s)}",
-                       "reduce it with sum(...) or mean(...)")
-        if ps:
-            node = self.G.add("reshape", [node], {"shape": (B,) if is_batched(s) else ()})
-        if is_batched(s):
-            node = self.G.add("reduce_mean", [node], {"axes": (0,)}, span=d.span)
-        return node
 
     def eval_output(self, top: Scope):
         decls = self.program.of_type(A.OutputDecl)
@@ -708,7 +510,6 @@ class Elaborator:
         return None, ""
 
     def eval_optimizer(self):
-        from .optim import OPTIMIZER_ARGS
         decls = self.program.of_type(A.OptimizerDecl)
         for extra in decls[1:]:
             self.diag.error(extra.span, "a second `optimizer` statement")
@@ -741,7 +542,7 @@ class Elaborator:
                 if not isinstance(v, bool):
                     self.diag.error(expr.span, f"'{k}' of {c.func} is true or false")
                     continue
-            elif isinstance(v, bool) or not isinstance(v, (int, float)):
+            elif not is_number(v):
                 self.diag.error(expr.span, f"'{k}' of {c.func} must be a number")
                 continue
             elif v < 0:
@@ -753,23 +554,7 @@ class Elaborator:
         return (c.func, out, c.span)
 
     def eval_train(self):
-        blocks = self.program.of_type(A.TrainBlock)
-        for extra in blocks[1:]:
-            self.diag.error(extra.span, "a second `train` block")
-        out = {}
-        if not blocks:
-            return out
-        for it in blocks[0].items:
-            if it.key not in TRAIN_KEYS:
-                self.diag.error(it.key_span, f"unknown train setting '{it.key}'",
-                                did_you_mean(it.key, TRAIN_KEYS) or "allowed: " + ", ".join(TRAIN_KEYS))
-                continue
-            if it.key in out:
-                self.diag.error(it.key_span, f"train setting '{it.key}' is given twice")
-                continue
-            vals = [static_value(v) for v in it.values]
-            out[it.key] = (vals[0] if len(vals) == 1 and it.key not in ("split", "metrics") else vals, it.span)
-        return out
+        return read_train_block(self.program.of_type(A.TrainBlock), self.diag)
 
     def check_unused(self, losses: List[LossInfo], output: Optional[int]):
         """Warns of params that nothing uses, or whose uses reach no loss and not the output."""
@@ -783,96 +568,6 @@ class Elaborator:
             elif p.node not in reach and not self.diag.errors:
                 self.diag.warn(p.span, f"param '{p.name}' reaches no loss and not the output",
                                "it is never trained; remove what computes with it")
-
-
-# ------------------------------------------------------------------ built-in calls
-REQUIRED = object()
-
-
-@dataclass
-class _Given:
-    """An argument value supplied by the compiler itself rather than an AST expression."""
-    value: Any
-
-
-@dataclass
-class Call:
-    """What a built-in's implementation receives: the elaborator, the scope, the call, and its
-    bound arguments (name -> AST expression or a default)."""
-    el: Elaborator
-    scope: Scope
-    expr: A.Call
-    args: Dict[str, Any]
-
-    @property
-    def G(self) -> Graph:
-        return self.el.G
-
-    def span_of(self, name):
-        a = self.args[name]
-        return a.span if hasattr(a, "span") else self.expr.span
-
-    def value(self, name):
-        a = self.args[name]
-        if isinstance(a, _Given):
-            return a.value
-        if isinstance(a, (A.Num, A.Str, A.Bool, A.Name, A.BinOp, A.UnaryOp, A.Call, A.ListExpr)):
-            return self.el.eval(self.scope, a)
-        return a             # a Python default
-
-    def tensor(self, name, labels: bool = False) -> int:
-        """Argument `name` as a graph node; class labels only where `labels` allows them."""
-        v = self.value(name)
-        if isinstance(v, Tensor):
-            if not labels:
-                a = self.args[name]
-                self.el.float_tensor(v.node, a if hasattr(a, "span") else self.expr)
-            return v.node
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return self.G.const(float(v))
-        hint = f"'{v.name}' is a function: call it" if isinstance(v, Ref) and v.name in self.el.builtins else None
-        self.el.error(self.span_of(name), f"argument '{name}' of {self.expr.func} must be a tensor, "
-                      f"got {describe(v)}", hint)
-
-    def number(self, name) -> float:
-        v = self.value(name)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            self.el.error(self.span_of(name), f"argument '{name}' of {self.expr.func} must be a finite number, "
-                          f"got {describe(v)}")
-        return v
-
-    def error(self, msg, hint=None, arg=None):
-        self.el.error(self.span_of(arg) if arg else self.expr.span, msg, hint)
-
-
-def bind(el: Elaborator, e: A.Call, signature, what: str) -> Dict[str, Any]:
-    """Match a call's positional and keyword arguments to a signature [(name, default)]."""
-    names = [n for n, _ in signature]
-    out: Dict[str, Any] = {}
-    variadic = names and names[-1].startswith("*")
-    if len(e.args) > len(names) and not variadic:
-        el.error(e.args[len(names)].span,
-                 f"{what} takes {len(names)} argument{'s' if len(names) != 1 else ''} ({', '.join(names)}), "
-                 f"got {len(e.args) + len(e.kwargs)}")
-    for i, a in enumerate(e.args):
-        if variadic and i >= len(names) - 1:
-            out.setdefault(names[-1], []).append(a)
-        else:
-            out[names[i]] = a
-    for kw in e.kwargs:
-        if kw.name not in names or (variadic and kw.name == names[-1]):
-            el.error(kw.span, f"unknown argument '{kw.name}' of {what}",
-                     did_you_mean(kw.name, names) or "allowed: " + ", ".join(names))
-        if kw.name in out:
-            el.error(kw.span, f"argument '{kw.name}' of {what} is given twice")
-        out[kw.name] = kw.value
-    for n, default in signature:
-        if n not in out:
-            if default is REQUIRED:
-                el.error(e.span, f"{what} needs the argument '{n}'",
-                         f"call it as {e.func}({', '.join(x for x, d in signature if d is REQUIRED)})")
-            out[n] = default if not n.startswith("*") else []
-    return out
 
 
 def uses_all_params(e) -> bool:
@@ -891,34 +586,6 @@ def walk(e):
             yield from walk(getattr(e, attr))
     for item in getattr(e, "items", ()) or ():
         yield from walk(item)
-
-
-# initializer -> its arguments and defaults (None: required)
-INIT_NAMES: Dict[str, List[Tuple[str, Optional[float]]]] = {
-    "zeros": [], "ones": [],
-    "normal": [("mean", 0.0), ("std", None)],
-    "uniform": [("low", None), ("high", None)],
-    "glorot": [], "glorot_normal": [], "he": [], "he_normal": [],
-}
-INIT_EXAMPLES = {"normal": "normal(0, 0.1)", "uniform": "uniform(-0.1, 0.1)"}
-
-
-def describe(v) -> str:
-    """A value as the user would name it, for messages."""
-    if isinstance(v, Tensor):
-        return "a tensor"
-    if isinstance(v, Ref):
-        return f"'{v.name}'"
-    if isinstance(v, list):
-        return "a list"
-    if isinstance(v, str):
-        return f"the string {v!r}"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return repr(v)
-
-TRAIN_KEYS = ["data", "split", "batch", "epochs", "shuffle", "seed", "metrics", "stop", "lr_scale",
-              "standardize", "device"]
 
 
 def elaborate(program: A.Program) -> ModelIR:

@@ -298,3 +298,13 @@ def test_independent_mistakes_behind_a_failed_definition_are_all_reported():
     assert got == [(4, 17, "unknown initializer 'glorott'"),
                    (5, 10, "shapes [4, 3] and [2] do not fit for '@'"),
                    (5, 18, "unknown name 'b'")]
+
+
+def test_a_regularizer_of_a_list_held_by_a_name():
+    """`ws = [W1, W2]` then `l2(ws)`: the list's items are checked where the name is written
+    (this raised an AttributeError before: a traceback for a user's program)."""
+    src = body("param W1[3, 4]\nws = [W1]\nloss cross_entropy(softmax(W1 @ x), y) + l2(ws)\n")
+    model = check(src)
+    assert [l.name for l in model.losses] == ["loss"]
+    e = diagnose(body("param W1[3, 4]\nws = [W1, 2]\nloss cross_entropy(softmax(W1 @ x), y) + l2(ws)\n"))
+    assert [(d.span.line, d.span.col, d.message) for d in e.diagnostics] == [(6, 45, "l2 takes tensors")]

@@ -4,17 +4,20 @@ user layers with defaults and activations as arguments; every initializer; every
 and lr_scale against PyTorch's schedulers; digits.net exactly as written.
 
 Compiled models are shared (module-scoped fixtures): each Numba compile costs seconds."""
+import ast
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import netc
+from netc.compiler import builtins as builtins_module
 from netc.compiler.builtins import BUILTINS
-from netc.compiler.elaborate import INIT_NAMES, elaborate
+from netc.compiler.calls import Call
+from netc.compiler.elaborate import elaborate
+from netc.compiler.initializers import INITIALIZERS as INIT_NAMES, initialize
 from netc.compiler.optim import OPTIMIZER_ARGS
 from netc.dsl import parse
-from netc.runtime.init import initialize
 from netc.runtime.schedules import SCHEDULES
 
 torch = pytest.importorskip("torch")
@@ -107,6 +110,16 @@ def test_the_language_contract_builtins_exist():
     assert {"zeros", "normal", "uniform", "glorot", "glorot_normal", "he", "he_normal"} <= set(INIT_NAMES)
     assert {"sgd", "adam", "adamw", "rmsprop", "adagrad"} <= set(OPTIMIZER_ARGS)
     assert {"constant", "step", "exponential", "cosine", "warmup", "plateau"} <= set(SCHEDULES)
+
+
+def test_builtins_use_only_the_call_api():
+    """A built-in reads its arguments, builds nodes and reports through its `Call`, never
+    through the elaborator: every attribute of a Call that builtins.py uses is public API."""
+    tree = ast.parse(Path(builtins_module.__file__).read_text())
+    used = {n.attr for n in ast.walk(tree)
+            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "c"}
+    public = {name for name in dir(Call) if not name.startswith("_")}
+    assert used and used <= public, sorted(used - public)
 
 
 def test_params_have_hierarchical_names(everything):
