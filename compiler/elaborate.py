@@ -29,12 +29,6 @@ from .trainblock import TRAIN_KEYS, read_train_block
 from .values import (InitSpec, LossInfo, ModelIR, ParamInfo, Ref, StaticCall, TargetInfo, Tensor, describe,
                      is_number, static_value)
 
-# re-exported for the modules that import them from here (to be pointed at their owners)
-INIT_NAMES = initializers.INITIALIZERS
-__all__ = ["elaborate", "Elaborator", "Abort", "ModelIR", "Tensor", "StaticCall", "Ref", "InitSpec", "ParamInfo",
-           "LossInfo", "TargetInfo", "static_value", "describe", "INIT_NAMES", "TRAIN_KEYS", "REQUIRED", "Call"]
-
-
 class Abort(Exception):
     """Unwinds the evaluation of one statement after its error has been recorded."""
 

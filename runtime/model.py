@@ -15,7 +15,7 @@ from . import loop
 from . import metrics as M
 from . import prepare as P
 from .diverge import TrainingDiverged
-from .init import initialize
+from netc.compiler.initializers import initialize
 from .loop import History
 from .settings import EarlyStop, TrainSettings
 

@@ -8,7 +8,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from netc.compiler.elaborate import ModelIR
+from netc.compiler.values import ModelIR
 
 from . import data as D
 

@@ -9,7 +9,7 @@ from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
-from netc.compiler.elaborate import ModelIR, Ref, StaticCall
+from netc.compiler.values import ModelIR, Ref, StaticCall
 from netc.dsl.ast import NO_SPAN
 from netc.dsl import NetcError
 from netc.dsl.diagnostics import Collector, did_you_mean

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from netc.compiler.builtins import BUILTINS
-from netc.compiler.elaborate import INIT_NAMES, TRAIN_KEYS, elaborate
+from netc.compiler.elaborate import elaborate
+from netc.compiler.initializers import INITIALIZERS as INIT_NAMES
+from netc.compiler.trainblock import TRAIN_KEYS
 from netc.compiler.optim import OPTIMIZER_ARGS
 from netc.compiler.pipeline import build_graph
 from netc.dsl import NetcError, parse
