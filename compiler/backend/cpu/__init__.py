@@ -13,7 +13,7 @@ from ...traingraph import entry_graphs as _entry_graphs
 from ...traingraph import functions
 from .artifact import Artifact
 from .codegen import generate
-from .lowering import LOWERINGS, RULES  # noqa: F401  (the backend's table and rules)
+from .lowering import LOWERINGS, RULES, fuse_elementwise, schedule  # noqa: F401  (the table, rules)
 
 NAME = "cpu"
 

@@ -19,11 +19,11 @@ import re
 from types import SimpleNamespace
 from typing import Dict, List, Sequence
 
-from ...fuse import Kernel, Schedule, schedule
+from ...fuse import Kernel, Schedule
 from ...ir import B, LEAF_OPS, Graph
 from ...memplan import materialized
 from ...traingraph import Function
-from .lowering import RULES, ExprCtx, LoopCtx, Operands, lowering
+from .lowering import ExprCtx, LoopCtx, Operands, lowering, schedule
 from .lowering import size as _size
 
 # fastmath without nnan/ninf: reductions may be reassociated (and vectorized), but infinities
@@ -89,7 +89,7 @@ class _Emitter:
             self.slot_of = mp.slot_of
             self.mp = mp
         else:
-            self.sched = schedule(G, roots, list(fn.assigns), RULES)
+            self.sched = schedule(G, roots, list(fn.assigns))
             self.slot_of = {}
             self.stored = set(materialized(G, self.sched, set(fn.returns), self.sched.copies))
         if self.planned:

@@ -20,11 +20,13 @@ gives its code:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from ...fuse import Rules
+from ...fuse import Rules, Schedule
+from ...fuse import fuse_elementwise as _fuse_elementwise
+from ...fuse import schedule as _schedule
 from ...ir import B, LEAF_OPS, Graph
 from ...ops import REGISTRY
 from ..contract import MissingLowering
@@ -255,3 +257,13 @@ def is_fusible(G: Graph, n: int) -> bool:
 # loops stay as they were
 RULES = Rules(fusible=is_fusible, sink=is_sink, kind=kind,
               joins=lambda G, n, p: is_sink(G, n) or G.shape(G.inputs(n)[p]) == G.shape(n))
+
+
+def fuse_elementwise(G: Graph) -> int:
+    """The `fuse` pass with the CPU's rules."""
+    return _fuse_elementwise(G, RULES)
+
+
+def schedule(G: Graph, roots: List[int], assigns: List[Tuple[int, int]]) -> Schedule:
+    """The CPU kernels computing `roots` (see `fuse.schedule`)."""
+    return _schedule(G, roots, assigns, RULES)

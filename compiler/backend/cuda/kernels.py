@@ -1,7 +1,7 @@
 """Hand-written CUDA kernels that the generated code launches for the ops that are not
 pointwise: the tiled shared-memory matrix product (with transpose flags), row reductions
 (softmax, log-softmax, sums over trailing axes, log-sum-exp) and column reductions (sums over
-leading axes: bias gradients, batch means). Pointwise work is not here: codegen_cuda emits it
+leading axes: bias gradients, batch means). Pointwise work is not here: the code generator emits it
 as one fused kernel per group of the graph.
 
 Each kernel comes from a factory per (dtype, variant), so shared-array sizes and transpose
