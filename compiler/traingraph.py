@@ -4,6 +4,7 @@ evaluate, predict, with the entry passes of a backend's rules) and their argumen
 (`functions`). Both backends lower from here; the front door is `compiler.frontend`."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -77,6 +78,14 @@ def build(model: ModelIR, disabled=(), verify_each: bool = False) -> TrainGraph:
 
 
 ENTRY_POINTS = ("train_step", "evaluate", "predict")
+
+
+def arg_name(G: Graph, n: int) -> str:
+    """The name of a leaf argument in generated code: in_x, tg_y, p_W, s_m_W; lr and step."""
+    d = G.node(n)
+    if d["op"] == "input" and d["name"] in ("lr", "step"):
+        return d["name"]
+    return {"input": "in_", "target": "tg_", "param": "p_", "state": "s_"}[d["op"]] + re.sub(r"\W", "_", d["name"])
 
 
 def entry_graphs(model: ModelIR, G: Graph, rules: Rules, disabled=(), verify_each: bool = False):

@@ -15,32 +15,18 @@ float32 models stay float32.
 """
 from __future__ import annotations
 
-import re
-from types import SimpleNamespace
 from typing import Dict, List, Sequence
 
 from ...fuse import Kernel, Schedule
 from ...ir import B, LEAF_OPS, Graph
 from ...memplan import materialized
-from ...traingraph import Function
+from ...traingraph import Function, arg_name
 from .lowering import ExprCtx, LoopCtx, Operands, lowering, schedule
 from .lowering import size as _size
 
 # fastmath without nnan/ninf: reductions may be reassociated (and vectorized), but infinities
 # and NaNs keep their meaning (a diverged loss must stay visible)
 FASTMATH = "{'nsz', 'arcp', 'contract', 'afn', 'reassoc'}"
-
-
-def _ident(text: str) -> str:
-    return re.sub(r"\W", "_", text)
-
-
-def arg_name(G: Graph, n: int) -> str:
-    d = G.node(n)
-    prefix = {"input": "in_", "target": "tg_", "param": "p_", "state": "s_"}[d["op"]]
-    if d["op"] == "input" and d["name"] in ("lr", "step"):
-        return d["name"]
-    return prefix + _ident(d["name"])
 
 
 def is_planned(G: Graph) -> bool:
@@ -310,31 +296,8 @@ class _Emitter:
             self.lines.append(f"    v{n} = np.dot({A}, {Bm})  # {self.where(n)} {list(G.shape(n))}")
 
     def k_rows(self, K: Kernel) -> None:
-        """A row kernel: each row's maximum, then the op's lowering finishes the row."""
-        G, n = self.G, K.node
-        op = G.op(n)
-        (x,) = G.inputs(n)
-        xs = G.shape(x)
-        t = len(G.attrs(n)["axes"]) if op == "logsumexp" else 1
-        rows, width = _size(xs[:len(xs) - t]), _size(xs[len(xs) - t:])
-        one, zero = self.const(1.0), self.const(0.0)
-        X = self.names[x]
-        L = self.lines
-        L.append(f"    # {self.where(n)}: {op} over rows of {width}")
-        L.append(f"    x_{n} = {X}.reshape(({rows}, {width}))")
-        if op == "logsumexp" and G.shape(n) == ():
-            self.names[n] = f"v{n}"
-            o = None
-        else:
-            self.alloc(n)
-            o = f"o_{n}"
-            L.append(f"    {o} = {self.names[n]}.reshape(({rows},{'' if op == 'logsumexp' else ' ' + width}))")
-        L.append(f"    for r in range({rows}):")
-        L.append(f"        mx = x_{n}[r, 0]")
-        L.append(f"        for j in range(1, {width}):")
-        L.append(f"            mx = max(mx, x_{n}[r, j])")
-        L.append(f"        s = {zero}")
-        L.extend(lowering(G, n).code(SimpleNamespace(x=f"x_{n}", o=o, width=width, one=one, result=f"v{n}")))
+        """A row kernel: the op's lowering writes it (see `_Rows`)."""
+        lowering(self.G, K.node).code(_Rows(self, K.node))
 
     def k_view(self, K: Kernel) -> None:
         G, n = self.G, K.node
@@ -370,3 +333,43 @@ class _Emitter:
             self.names[n] = f"t{n}"
             self.copy_into(target, n, G.shape(n))
             self.names[n] = target
+
+
+class _Rows:
+    """What a row kernel's lowering writes with (softmax family): `start` emits the loop over
+    rows up to each row's maximum `mx` and a zeroed sum `s`; the lowering then `emit`s the rest
+    of the row, reading `x` (the rows), `width`, `one` and writing `o` (the output rows, None
+    for a scalar result, which goes to `result`)."""
+
+    def __init__(self, em: "_Emitter", n: int):
+        self.em, self.n = em, n
+        self.attrs = em.G.attrs(n)
+
+    def start(self, trailing: int, out_cols: bool) -> "_Rows":
+        """Rows of the last `trailing` axes; the output keeps a column per element when
+        `out_cols` (softmax), else one value per row (log-sum-exp)."""
+        em, G, n = self.em, self.em.G, self.n
+        (x,) = G.inputs(n)
+        xs = G.shape(x)
+        rows, width = _size(xs[:len(xs) - trailing]), _size(xs[len(xs) - trailing:])
+        self.one, zero = em.const(1.0), em.const(0.0)
+        L = em.lines
+        L.append(f"    # {em.where(n)}: {G.op(n)} over rows of {width}")
+        L.append(f"    x_{n} = {em.names[x]}.reshape(({rows}, {width}))")
+        if G.shape(n) == ():
+            em.names[n] = f"v{n}"
+            self.o = None
+        else:
+            em.alloc(n)
+            self.o = f"o_{n}"
+            L.append(f"    {self.o} = {em.names[n]}.reshape(({rows},{' ' + width if out_cols else ''}))")
+        L.append(f"    for r in range({rows}):")
+        L.append(f"        mx = x_{n}[r, 0]")
+        L.append(f"        for j in range(1, {width}):")
+        L.append(f"            mx = max(mx, x_{n}[r, j])")
+        L.append(f"        s = {zero}")
+        self.x, self.width, self.result = f"x_{n}", width, f"v{n}"
+        return self
+
+    def emit(self, lines: List[str]) -> None:
+        self.em.lines.extend(lines)

@@ -7,8 +7,8 @@ gives its code:
              read). Elementwise ops use the registry's one formula (`Op.formula`) in the CPU's
              math namespace (`MATH`); index-aware ops (onehot, expand, size) read operands at
              indices of their own. `sink`: a reduction accumulated in its operand's loop.
-  rows       a row kernel over the last axis (softmax family): `code(r)` gives the lines that
-             finish a row once its maximum `mx` is known (see codegen `k_rows`)
+  rows       a row kernel over the trailing axes (softmax family): `code(r)` starts the
+             rows (each row's maximum `mx`) and emits the rest of a row (see codegen `_Rows`)
   matmul     a BLAS call
   view       a reshaped view of a materialized array
   transpose  a copy loop
@@ -153,14 +153,15 @@ LOWERINGS["reduce_mean"] = Lowering("loop", sink=True)
 
 
 # ======================================================================= row kernels (softmax family)
-def _softmax_row(r) -> List[str]:
-    return [f"        for j in range({r.width}):",
+def _softmax_row(r) -> None:
+    r = r.start(trailing=1, out_cols=True)
+    r.emit([f"        for j in range({r.width}):",
             f"            e = np.exp({r.x}[r, j] - mx)",
             f"            {r.o}[r, j] = e",
             "            s += e",
             f"        s = {r.one} / s",
             f"        for j in range({r.width}):",
-            f"            {r.o}[r, j] *= s"]
+            f"            {r.o}[r, j] *= s"])
 
 
 def _lse(r) -> List[str]:
@@ -169,15 +170,18 @@ def _lse(r) -> List[str]:
             "        lse = mx + np.log(s)"]
 
 
-def _log_softmax_row(r) -> List[str]:
-    return _lse(r) + [f"        for j in range({r.width}):",
-                      f"            {r.o}[r, j] = {r.x}[r, j] - lse"]
+def _log_softmax_row(r) -> None:
+    r = r.start(trailing=1, out_cols=True)
+    r.emit(_lse(r) + [f"        for j in range({r.width}):",
+                      f"            {r.o}[r, j] = {r.x}[r, j] - lse"])
 
 
-def _logsumexp_row(r) -> List[str]:
+def _logsumexp_row(r) -> None:
+    r = r.start(trailing=len(r.attrs["axes"]), out_cols=False)
     if r.o is None:          # a scalar logsumexp has one row; the loop above ran once
-        return _lse(r) + [f"    {r.result} = lse"]
-    return _lse(r) + [f"        {r.o}[r] = lse"]
+        r.emit(_lse(r) + [f"    {r.result} = lse"])
+    else:
+        r.emit(_lse(r) + [f"        {r.o}[r] = lse"])
 
 
 LOWERINGS["softmax"] = Lowering("rows", _softmax_row)

@@ -21,27 +21,16 @@ like the CPU's.
 from __future__ import annotations
 
 import math
-import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ...fuse import Step
 from ...fuse import steps as schedule_steps
 from ...ir import B, Graph
+from ...traingraph import arg_name
 from .lowering import RULES, lowering, math_fn, operand_index, prod, reads_pointwise, value_operands
 
 
 # ======================================================================= code generation
-def _ident(text: str) -> str:
-    return re.sub(r"\W", "_", text)
-
-
-def arg_name(G: Graph, n: int) -> str:
-    d = G.node(n)
-    if d["op"] == "input" and d["name"] in ("lr", "step"):
-        return d["name"]
-    return {"input": "in_", "target": "tg_", "param": "p_", "state": "s_"}[d["op"]] + _ident(d["name"])
-
-
 def _type(dtype: str, G: Graph, n: int, ndim: Optional[int] = None) -> str:
     base = "int64" if G.node(n)["dtype"] == "int" else dtype
     nd = max(len(G.shape(n)), 1) if ndim is None else ndim
