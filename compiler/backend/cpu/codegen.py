@@ -231,7 +231,7 @@ class _Emitter:
                     pre.append(f"a{m} = {zero}")
                     body.append(f"a{m} += {val}  # {self.where(m)}")
                     count = _size([shape[a] for a in axes])
-                    post.append(f"v{m} = a{m}" + (f" / DT({count})" if G.op(m) == "reduce_mean" else ""))
+                    post.append(f"v{m} = a{m}" + (f" / DT({count})" if lowering(G, m).mean else ""))
                     self.names[m] = f"v{m}"
                 else:
                     if not self.planned:
@@ -240,7 +240,7 @@ class _Emitter:
                     pre.append(f"{dst}.fill({zero})")
                     kept = [i for t, i in enumerate(iv) if t not in axes]
                     body.append(f"{dst}[{', '.join(kept)}] += {val}  # {self.where(m)}")
-                    if G.op(m) == "reduce_mean":
+                    if lowering(G, m).mean:
                         count = _size([shape[a] for a in axes])
                         post.append(f"_s{m} = {self.const(1.0)} / DT({count})")
                         oshape = G.shape(m)

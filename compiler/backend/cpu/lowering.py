@@ -6,7 +6,8 @@ gives its code:
              scalar expression (c: `LoopCtx`; ins: the operands' scalar expressions, built when
              read). Elementwise ops use the registry's one formula (`Op.formula`) in the CPU's
              math namespace (`MATH`); index-aware ops (onehot, expand, size) read operands at
-             indices of their own. `sink`: a reduction accumulated in its operand's loop.
+             indices of their own. `sink`: a reduction accumulated in its operand's loop (a sum;
+             divided by the count when `mean`).
   rows       a row kernel over the trailing axes (softmax family): `code(r)` starts the
              rows (each row's maximum `mx`) and emits the rest of a row (see codegen `_Rows`)
   matmul     a BLAS call
@@ -49,6 +50,7 @@ class Lowering:
     kind: Union[str, Callable[[Graph, int], str]]
     code: Optional[Callable] = None
     sink: bool = False
+    mean: bool = False
     eager: bool = True
 
     def kind_of(self, G: Graph, n: int) -> str:
@@ -149,7 +151,7 @@ LOWERINGS["reshape"] = Lowering(
     lambda G, n: "loop" if G.shape(G.inputs(n)[0]) == () else "view", lambda c, ins, at: ins[0])
 # reductions accumulate inside the loop over their operand (codegen `k_loop`)
 LOWERINGS["reduce_sum"] = Lowering("loop", sink=True)
-LOWERINGS["reduce_mean"] = Lowering("loop", sink=True)
+LOWERINGS["reduce_mean"] = Lowering("loop", sink=True, mean=True)
 
 
 # ======================================================================= row kernels (softmax family)
