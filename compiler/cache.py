@@ -27,6 +27,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Dict, List
 
+import llvmlite
 import numba
 import numpy as np
 
@@ -42,7 +43,6 @@ def cache_dir() -> Path:
 
 
 def versions() -> Dict[str, str]:
-    import llvmlite
     return {"netc": NETC_VERSION, "numba": numba.__version__, "llvmlite": llvmlite.__version__,
             "numpy": np.__version__, "python": sys.version.split()[0]}
 

@@ -5,30 +5,24 @@ the graph passes), then `lower` what was checked onto a backend.
     compiled = lower(checked, device="cpu")  # a CompiledModel (see compiler/backend)
 
 Everything that turns a program into kernels goes through these two functions: `netc.compile`,
-`netc.load`, resuming a run, `netc check/show/graph` and the tests.
+`netc.load`, resuming a run, `netc check/show/graph` and the tests. The backend comes from the
+one table of `compiler.backend`.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 from netc.dsl import ast as A
 
+from . import backend
+from .backend.contract import CompiledModel
 from .elaborate import ModelIR, elaborate
 from .ir import Graph
-from .pipeline import DTYPES, StateInfo, build_graph
+from .traingraph import StateInfo, TrainGraph, build  # noqa: F401  (part of the front door)
 
-
-@dataclass
-class TrainGraph:
-    """What autodiff and the graph passes make of a model: the forward graph (after the
-    forward passes), the train graph (forward + backward + optimizer update, after the graph
-    passes), the optimizer's state arrays, and how often each pass fired."""
-    forward: Graph
-    graph: Graph
-    states: List[StateInfo]
-    report: Dict[str, int]
+DTYPES = ("float32", "float64")
 
 
 @dataclass
@@ -53,40 +47,28 @@ def check(program: A.Program, disabled=(), verify_each: bool = False) -> Checked
     model = elaborate(program)
     t["elaborate"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    forward, G, states, report = build_graph(model, tuple(disabled), verify_each)
+    train = build(model, tuple(disabled), verify_each)
     t["graph+autodiff+passes"] = time.perf_counter() - t0
-    return Checked(program, model, TrainGraph(forward, G, states, report), tuple(disabled), verify_each, t)
+    return Checked(program, model, train, tuple(disabled), verify_each, t)
 
 
 def lower(checked: Checked, device: Optional[str] = "cpu", dtype: str = "float32",
-          threads: Optional[int] = None):
+          threads: Optional[int] = None) -> CompiledModel:
     """Compile what was checked for a device ("cpu", "cuda", "auto", or None for the train
     block's `device`): returns the backend's CompiledModel."""
-    from .backend_cuda import resolve_device
-    from .pipeline import compile_cpu
     assert dtype in DTYPES, dtype
-    tg, t = checked.train, dict(checked.timings)
-    report = dict(tg.report)
-    if device != "cpu" and resolve_device(device, checked.model, checked.source) == "cuda":
-        from .backend_cuda import compile_cuda
-        return compile_cuda(checked.model, tg.forward, tg.graph, tg.states, report, dtype, t, checked.disabled)
-    return compile_cpu(checked.model, tg.forward, tg.graph, tg.states, report, dtype, t, checked.disabled,
-                       checked.verify_each, threads)
+    name = "cpu" if device == "cpu" else backend.select(device, checked.model, checked.source)
+    return backend.get(name).compile(checked, dtype, threads)
 
 
 def entry_graphs(checked: Checked) -> Dict[str, Graph]:
     """The optimized graph of each entry point (train_step, evaluate, predict) of the CPU
     backend, for `netc graph`."""
-    from .pipeline import entry_graphs as _entry_graphs
-    graphs, _ = _entry_graphs(checked.model, checked.train.graph.copy(), checked.disabled, checked.verify_each)
+    graphs, _ = backend.get("cpu").entry_graphs(checked)
     return graphs
 
 
 def kernels_source(checked: Checked, device: str = "cpu", dtype: str = "float32") -> str:
     """The generated source of a backend, without importing or compiling it (the CUDA source
     needs numba-cuda's code generator only, no GPU)."""
-    if device == "cuda":
-        from .backend_cuda import generate_source
-        tg = checked.train
-        return generate_source(checked.model, tg.graph, tg.states, dtype, checked.disabled)
-    return lower(checked, "cpu", dtype).source
+    return backend.get(device).source(checked, dtype)

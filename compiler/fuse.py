@@ -9,10 +9,11 @@ loop: it is convex (no path leaves it and comes back: that would need a kernel o
 group in the middle), and no member reads a sink of its own group (it would read a sum that is
 still accumulating, e.g. expand(reduce_sum(e), like=e)).
 
-  * CPU (`CPU_RULES`): the `fuse` pass annotates node["group"] of each entry graph, and
-    `schedule` turns it into `Kernel`s for codegen_cpu and memplan: one loop per group (with
-    its reductions as sinks), a BLAS call per matmul, a row kernel per softmax, ...
-  * CUDA (codegen_cuda.RULES): `steps` groups while it schedules (the backend lowers one graph
+  * CPU (`backend/cpu/lowering.RULES`): the `fuse` pass annotates node["group"] of each entry
+    graph, and `schedule` turns it into `Kernel`s for the CPU code generator and memplan: one
+    loop per group (with its reductions as sinks), a BLAS call per matmul, a row kernel per
+    softmax, ... (each node's kernel kind is its entry in the CPU lowering table)
+  * CUDA (`backend/cuda/lowering.RULES`): `steps` groups while it schedules (the backend lowers one graph
     for all entry points): pointwise nodes only, no sinks (a reduction is a hand-written
     kernel), and scalars of lr, step, the batch size and constants computed on the host.
 
@@ -42,43 +43,15 @@ class Rules:
                               shape from, like `expand`'s second operand)
     host(G, n, operands_host) n is a scalar the driver computes on the host, given whether
                               each of its value operands is a host value
+    kind(G, n)                the kernel kind of n in a `schedule` (loop, matmul, rows, view,
+                              transpose, expr: the CPU's kernels)
     """
     fusible: Callable[[Graph, int], bool]
     joins: Callable[[Graph, int, int], bool]
     sink: Callable[[Graph, int], bool] = lambda G, n: False
     value_operands: Callable[[Graph, int], List[int]] = lambda G, n: G.inputs(n)
     host: Callable[[Graph, int, List[bool]], bool] = lambda G, n, flags: False
-
-
-REDUCTIONS = ("reduce_sum", "reduce_mean")
-ROW_OPS = ("softmax", "log_softmax", "logsumexp")
-INDEXED = ("onehot", "expand", "size")      # fused with index-aware lowerings in codegen_cpu
-
-
-def is_fusible(G: Graph, n: int) -> bool:
-    """CPU: an op computed one element at a time inside a loop."""
-    from .ops import REGISTRY
-    op = G.op(n)
-    if op in LEAF_OPS:
-        return False
-    if op in INDEXED:
-        return op != "onehot" or len(G.shape(G.inputs(n)[0])) == 1
-    if op == "reshape":          # a scalar put into a [1]-shaped array
-        return G.shape(G.inputs(n)[0]) == ()
-    spec = REGISTRY.get(op)
-    return spec is not None and spec.elementwise and spec.scalar is not None
-
-
-def _is_reduction(G: Graph, n: int) -> bool:
-    return G.op(n) in REDUCTIONS
-
-
-# CPU loops index operands by NumPy broadcasting, so an operand of the node's own shape is read
-# at the node's index; a reduction accumulates in the loop over its operand's shape. Every
-# operand counts as a dependency (the default value_operands): conservative, and the CPU's
-# loops stay as they were
-CPU_RULES = Rules(fusible=is_fusible, sink=_is_reduction,
-                  joins=lambda G, n, p: _is_reduction(G, n) or G.shape(G.inputs(n)[p]) == G.shape(n))
+    kind: Callable[[Graph, int], str] = lambda G, n: "loop"
 
 
 # ------------------------------------------------------------------ the grouping algorithm
@@ -157,12 +130,12 @@ def _valid(G: Graph, rules: Rules, reach: _Reach, members: Set[int]) -> bool:
     return not any(o in members and rules.sink(G, o) for m in members for o in G.inputs(m))
 
 
-def fuse_elementwise(G: Graph) -> int:
-    """The `fuse` pass (an entry graph, for the CPU): annotates node['group'] with the groups of
-    CPU_RULES; returns the number of nodes that joined another node's group."""
+def fuse_elementwise(G: Graph, rules: Rules) -> int:
+    """The `fuse` pass (an entry graph): annotates node['group'] with the groups of the
+    backend's `rules`; returns the number of nodes that joined another node's group."""
     for n in G.g.nodes:
         G.node(n).pop("group", None)
-    gid, merged = group(G, CPU_RULES, G.topo())
+    gid, merged = group(G, rules, G.topo())
     for n, g in gid.items():
         G.node(n)["group"] = g
     return merged
@@ -172,8 +145,8 @@ def fuse_elementwise(G: Graph) -> int:
 @dataclass
 class Kernel:
     """kind: loop (a fused group: `nodes` in order, reductions among them are sinks), matmul,
-    rows (softmax family over the last axis), view (reshape), transpose, expr (the registry's
-    array expression: ops without a loop lowering)."""
+    rows (softmax family over the last axis), view (reshape), transpose, expr (an array
+    expression: ops without a loop lowering). See the CPU lowering table."""
     kind: str
     nodes: List[int]
     shape: tuple = ()
@@ -189,40 +162,30 @@ class Schedule:
     kernel_of: Dict[int, int]               # node -> index in kernels
     inplace: Dict[int, int] = field(default_factory=dict)   # value node -> leaf it is written into
     copies: List[Tuple[int, int]] = field(default_factory=list)  # (leaf, value) copied at the end
+    sinks: Set[int] = field(default_factory=set)             # reductions accumulated in their loop
 
 
-def _kind(G: Graph, n: int) -> str:
-    op = G.op(n)
-    if is_fusible(G, n) or op in REDUCTIONS:
-        return "loop"
-    if op == "matmul":
-        return "matmul"
-    if op in ROW_OPS and len(G.shape(G.inputs(n)[0])) >= 1:
-        return "rows"
-    if op == "reshape":
-        return "view"       # of a materialized array (a scalar source is fused above)
-    if op == "transpose":
-        return "transpose"
-    return "expr"
-
-
-def schedule(G: Graph, roots: List[int], assigns: List[Tuple[int, int]]) -> Schedule:
+def schedule(G: Graph, roots: List[int], assigns: List[Tuple[int, int]], rules: Rules) -> Schedule:
     """The kernels computing `roots` (and the values of `assigns`), in an order that respects
-    every dependency and runs each in-place update after the other readers of its leaf."""
+    every dependency and runs each in-place update after the other readers of its leaf; each
+    node's kernel kind and whether it is a sink come from the backend's `rules`."""
     order = G.topo(roots) if roots else []
     kernels: List[Kernel] = []
     kernel_of: Dict[int, int] = {}
     by_group: Dict[int, int] = {}
+    sinks: Set[int] = set()
     for n in order:
         if G.op(n) in LEAF_OPS:
             continue
-        kind = _kind(G, n)
+        kind = rules.kind(G, n)
+        if kind == "loop" and rules.sink(G, n):
+            sinks.add(n)
         gid = G.node(n).get("group")
         if kind == "loop" and gid is not None and gid in by_group:
             k = by_group[gid]
             kernels[k].nodes.append(n)
         else:
-            shape = G.shape(G.inputs(n)[0]) if G.op(n) in REDUCTIONS else G.shape(n)
+            shape = G.shape(G.inputs(n)[0]) if n in sinks else G.shape(n)
             kernels.append(Kernel(kind, [n], shape if kind == "loop" else G.shape(n)))
             k = len(kernels) - 1
             if kind == "loop" and gid is not None:
@@ -232,7 +195,7 @@ def schedule(G: Graph, roots: List[int], assigns: List[Tuple[int, int]]) -> Sche
     # with elementwise members iterates over their (common) shape
     for K in kernels:
         if K.kind == "loop":
-            elem = [m for m in K.nodes if G.op(m) not in REDUCTIONS]
+            elem = [m for m in K.nodes if m not in sinks]
             if elem:
                 K.shape = G.shape(elem[0])
     kg = nx.DiGraph()
@@ -249,7 +212,7 @@ def schedule(G: Graph, roots: List[int], assigns: List[Tuple[int, int]]) -> Sche
     returns = set(roots) - {v for _, v in assigns}
     for leaf, v in assigns:
         k = kernel_of.get(v)
-        ok = (k is not None and kernels[k].kind == "loop" and G.op(v) not in REDUCTIONS and G.shape(v) != ()
+        ok = (k is not None and kernels[k].kind == "loop" and v not in sinks and G.shape(v) != ()
               and G.shape(v) == G.shape(leaf) == kernels[k].shape and v not in inplace
               and v not in returns and G.op(leaf) in ("param", "state"))
         if ok:
@@ -266,7 +229,7 @@ def schedule(G: Graph, roots: List[int], assigns: List[Tuple[int, int]]) -> Sche
     remap = {old: new for new, old in enumerate(topo)}
     kernels = [kernels[k] for k in topo]
     kernel_of = {n: remap[k] for n, k in kernel_of.items()}
-    return Schedule(kernels, kernel_of, inplace, copies)
+    return Schedule(kernels, kernel_of, inplace, copies, sinks)
 
 
 def _readers(G: Graph, leaf: int) -> List[int]:

@@ -16,31 +16,14 @@ Graph attribute `outputs`: name -> node id of the values the stages below read
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import networkx as nx
 
-B = "B"                      # the symbolic batch axis
+from .ops import REGISTRY
+from .shapes import B, Shape, ShapeError, fmt_shape, is_batched, per_sample  # noqa: F401  (the IR's vocabulary)
+
 LEAF_OPS = ("input", "target", "param", "state", "const")
-
-Shape = Tuple[Any, ...]
-
-
-def is_batched(shape: Shape) -> bool:
-    return len(shape) > 0 and shape[0] == B
-
-
-def per_sample(shape: Shape) -> Shape:
-    """The shape a user sees: without the batch axis."""
-    return tuple(shape[1:]) if is_batched(shape) else tuple(shape)
-
-
-def fmt_shape(shape: Shape) -> str:
-    return "[" + ", ".join(str(d) for d in per_sample(shape)) + "]" if shape else "[] (a scalar)"
-
-
-class ShapeError(Exception):
-    """Raised by shape rules; the compiler turns it into a located diagnostic."""
 
 
 class Graph:
@@ -55,7 +38,6 @@ class Graph:
     def add(self, op: str, inputs: Iterable[int] = (), attrs: Optional[dict] = None, *,
             shape: Optional[Shape] = None, dtype: Optional[str] = None, role: str = "compute",
             span=None, name: Optional[str] = None) -> int:
-        from .ops import REGISTRY  # late: ops imports ir
         inputs = list(inputs)
         attrs = dict(attrs or {})
         if shape is None or dtype is None:
@@ -143,7 +125,6 @@ class Graph:
 
 def verify(graph: Graph) -> None:
     """Check the IR's invariants; raises AssertionError naming the first broken one."""
-    from .ops import REGISTRY
     g = graph.g
     assert nx.is_directed_acyclic_graph(g), "the graph has a cycle"
     for n, d in g.nodes(data=True):

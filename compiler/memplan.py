@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from .fuse import REDUCTIONS, Schedule, entry_roots, schedule
+from .fuse import Rules, Schedule, entry_roots, schedule
 from .ir import B, Graph
 
 ALIGN = 16          # slot offsets are multiples of 16 elements (64 bytes in float32)
@@ -56,7 +56,7 @@ def materialized(G: Graph, sched: Schedule, returns, copies) -> List[int]:
             if (G.shape(n) == () or K.kind in ("view", "expr") or n in sched.inplace or n in returns
                     or G.op(n) == "reshape"):
                 continue
-            if K.kind != "loop" or G.op(n) in REDUCTIONS or n in copied:
+            if K.kind != "loop" or n in sched.sinks or n in copied:
                 out.append(n)
             elif any(sched.kernel_of.get(u, -1) != k for u in G.users(n) if u in sched.kernel_of):
                 out.append(n)
@@ -95,7 +95,7 @@ def plan(G: Graph, sched: Schedule, returns, reuse: bool = True) -> MemoryPlan:
                 if last[held] < k:
                     pick = s
                     break
-                if (last[held] == k and K.kind == "loop" and G.op(n) not in REDUCTIONS
+                if (last[held] == k and K.kind == "loop" and n not in sched.sinks
                         and _dies_elementwise(G, sched, held, k)):
                     pick = s
                     break
@@ -124,11 +124,11 @@ def _dies_elementwise(G: Graph, sched: Schedule, held: int, k: int) -> bool:
     return True
 
 
-def plan_memory(G: Graph) -> int:
-    """The pass: plan the arena of this entry graph (G.graph['memplan']); returns how many
-    values share a slot with an earlier one."""
+def plan_memory(G: Graph, rules: Rules) -> int:
+    """The pass: plan the arena of this entry graph (G.graph['memplan']) for the kernels of the
+    backend's `rules`; returns how many values share a slot with an earlier one."""
     losses, returns, assigns = entry_roots(G)
-    sched = schedule(G, losses + returns + [v for _, v in assigns], assigns)
+    sched = schedule(G, losses + returns + [v for _, v in assigns], assigns, rules)
     mp = plan(G, sched, returns)
     G.g.graph["memplan"] = mp
     return mp.reused

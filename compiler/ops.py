@@ -4,8 +4,13 @@ An `Op` holds, for one primitive:
   shape(in_shapes, attrs) -> out shape       raises ir.ShapeError for operands that don't fit
   ref(*arrays, **attrs) -> array             the NumPy reference implementation
   vjp(graph, node, g) -> [grad or None, ...]  the vector-Jacobian product, *built as IR nodes*
-  cpu(ctx, ins, attrs) -> str                 a Python expression (inside @njit) computing it
   cases                                       operand shapes/attrs/domains the tests iterate over
+  formula(m, ins, attrs) -> str               elementwise ops: the op on scalar operands, ONE
+                                              formula for every backend (see `Math`)
+
+How an op runs on a backend is that backend's business: one entry per op in its lowering
+table (`compiler/backend/cpu/lowering.py`, `compiler/backend/cuda/lowering.py`); a registry
+op without one fails loudly there (`MissingLowering`), and a test checks every table.
 
 Layers, activations built from primitives, losses and regularizers are compositions in
 `compiler.builtins`; they never appear here. Tests iterate REGISTRY, so registering an op is
@@ -14,12 +19,12 @@ what gets it tested (gradient vs. central differences, kernel vs. reference).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Protocol, Sequence
 
 import numpy as np
 from scipy import special
 
-from .ir import B, Graph, ShapeError, fmt_shape, is_batched
+from .shapes import B, ShapeError, fmt_shape, is_batched
 
 
 @dataclass
@@ -47,6 +52,19 @@ class Case:
         return ((self.domains or [None] * len(self.shapes))[k] or "").startswith("int:")
 
 
+class Math(Protocol):
+    """What a scalar formula may ask of the backend that renders it (the way tinygrad's
+    renderers share a C-style base): the name of a math function in the backend's namespace
+    (`fn("exp")` is "np.exp" on the CPU, "math.exp" on CUDA), the name of a constant of the
+    model's float type, and the value of an operand that is a constant."""
+
+    def fn(self, name: str) -> str: ...
+
+    def const(self, value: float) -> str: ...
+
+    def const_value(self, i: int) -> Optional[float]: ...
+
+
 @dataclass
 class Op:
     name: str
@@ -54,14 +72,13 @@ class Op:
     shape: Callable
     ref: Callable
     vjp: Optional[Callable]
-    cpu: Callable
     cases: List[Case]
     dtype: str = "float"
     elementwise: bool = False
     doc: str = ""
-    # scalar(ctx, ins, attrs) -> str: the op on scalar operands, for fused loops (elementwise
-    # ops only); None: the op is not fused, its `cpu` array expression is used instead
-    scalar: Optional[Callable] = None
+    # formula(m: Math, ins, attrs) -> str: an elementwise op on scalar operands, in Python
+    # syntax both backends compile (Numba CPU loops, numba.cuda kernels); None for the others
+    formula: Optional[Callable] = None
 
 
 REGISTRY: Dict[str, Op] = {}
@@ -105,7 +122,7 @@ def _reduced(shapes, attrs):
 
 
 # ======================================================================= gradient helpers
-def unbroadcast(G: Graph, g: int, shape: tuple) -> int:
+def unbroadcast(G: "Graph", g: int, shape: tuple) -> int:
     """Sum g (of a broadcast result's shape) down to `shape`: the adjoint of broadcasting."""
     gs = G.shape(g)
     if gs == tuple(shape):
@@ -143,38 +160,14 @@ def _mul(G, *xs):
     return r
 
 
-# ======================================================================= CPU lowering context
-class CpuCtx:
-    """What a CPU lowering may ask about its operands (filled in by codegen_cpu)."""
-
-    def __init__(self, graph: Graph, node: int, const_name: Callable[[float], str], dtype_name: str):
-        self.graph, self.node = graph, node
-        self.const = const_name          # const(0.5) -> name of a global holding DT(0.5)
-        self.DT = dtype_name
-
-    def in_shape(self, i: int) -> tuple:
-        return self.graph.shape(self.graph.inputs(self.node)[i])
-
-    def const_value(self, i: int) -> Optional[float]:
-        n = self.graph.inputs(self.node)[i]
-        return self.graph.attrs(n)["value"] if self.graph.op(n) == "const" else None
-
-    def shape_expr(self, shape: tuple, like: str) -> str:
-        """A tuple expression for `shape`, reading the batch size off array `like`."""
-        dims = [f"{like}.shape[0]" if d == B else str(d) for d in shape]
-        return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
-
-
 # ======================================================================= elementwise binary
-def _binop(name, sym, ref, fa, fb, doc, domains=None, cpu=None):
-    cpu = cpu or (lambda ctx, ins, attrs: f"({ins[0]} {sym} {ins[1]})")
+def _binop(name, sym, ref, fa, fb, doc, domains=None, formula=None):
     register(Op(
         name=name, arity=2, shape=lambda s, a: broadcast_shape(s), ref=ref,
         vjp=_binary_vjp(fa, fb),
-        cpu=cpu,
         cases=[Case([(B, 3), (B, 3)], domains=domains), Case([(B, 4), (4,)], domains=domains),
                Case([(B, 2, 3), ()], domains=domains), Case([(B, 1), (B, 3)], domains=domains)],
-        elementwise=True, doc=doc, scalar=cpu))
+        elementwise=True, doc=doc, formula=formula or (lambda m, ins, attrs: f"({ins[0]} {sym} {ins[1]})")))
 
 
 _binop("add", "+", np.add, lambda G, a, b, n, g: g, lambda G, a, b, n, g: g, "a + b")
@@ -187,8 +180,8 @@ _binop("div", "/", np.divide, lambda G, a, b, n, g: G.add("div", [g, b]),
        "a / b", domains=["real", "pos"])
 
 
-def _pow_cpu(ctx, ins, attrs):
-    k = ctx.const_value(1)
+def _pow_formula(m, ins, attrs):
+    k = m.const_value(1)
     if k == 2.0:
         return f"({ins[0]} * {ins[0]})"
     return f"({ins[0]} ** {ins[1]})"
@@ -206,7 +199,7 @@ def _pow_db(G, a, b, n, g):
 
 
 _binop("pow", "**", np.power, _pow_da, _pow_db, "a ** b (a > 0 unless b is a constant)",
-       domains=["pos", "real"], cpu=_pow_cpu)
+       domains=["pos", "real"], formula=_pow_formula)
 
 
 def _select_vjp(first_wins):
@@ -222,47 +215,51 @@ def _select_vjp(first_wins):
     return fa, fb
 
 
+# max/min of two scalars: Python's own, on every backend
 register(Op("maximum", 2, lambda s, a: broadcast_shape(s), np.maximum, _binary_vjp(*_select_vjp(True)),
-            lambda ctx, ins, attrs: f"np.maximum({ins[0]}, {ins[1]})",
             [Case([(B, 3), (B, 3)], domains=["away0", "real"]), Case([(B, 4), ()], domains=["away0", "real"])],
             elementwise=True, doc="elementwise max",
-            scalar=lambda ctx, ins, attrs: f"max({ins[0]}, {ins[1]})"))
+            formula=lambda m, ins, attrs: f"max({ins[0]}, {ins[1]})"))
 register(Op("minimum", 2, lambda s, a: broadcast_shape(s), np.minimum, _binary_vjp(*_select_vjp(False)),
-            lambda ctx, ins, attrs: f"np.minimum({ins[0]}, {ins[1]})",
             [Case([(B, 3), (B, 3)], domains=["away0", "real"]), Case([(B, 4), ()], domains=["away0", "real"])],
             elementwise=True, doc="elementwise min",
-            scalar=lambda ctx, ins, attrs: f"min({ins[0]}, {ins[1]})"))
+            formula=lambda m, ins, attrs: f"min({ins[0]}, {ins[1]})"))
 register(Op("greater", 2, lambda s, a: broadcast_shape(s),
             lambda a, b: (a > b).astype(np.result_type(a, b, np.float32)), None,
-            lambda ctx, ins, attrs: f"np.where({ins[0]} > {ins[1]}, {ctx.const(1.0)}, {ctx.const(0.0)})",
             [Case([(B, 3), (B, 3)]), Case([(B, 3), ()])], elementwise=True,
             doc="1.0 where a > b else 0.0 (not differentiable: a mask)",
-            scalar=lambda ctx, ins, attrs: f"({ctx.const(1.0)} if {ins[0]} > {ins[1]} else {ctx.const(0.0)})"))
+            formula=lambda m, ins, attrs: f"({m.const(1.0)} if {ins[0]} > {ins[1]} else {m.const(0.0)})"))
 
 
 # ======================================================================= elementwise unary
-def _unop(name, ref, cpu, f, doc, domain="real"):
-    register(Op(name, 1, _same, ref, _unary_vjp(f) if f else None, cpu,
+def _unop(name, ref, formula, f, doc, domain="real"):
+    register(Op(name, 1, _same, ref, _unary_vjp(f) if f else None,
                 [Case([(B, 5)], domains=[domain]), Case([(3, 2)], domains=[domain]), Case([()], domains=[domain])],
-                elementwise=True, doc=doc, scalar=cpu))
+                elementwise=True, doc=doc, formula=formula))
 
 
-_unop("neg", np.negative, lambda c, i, a: f"(-{i[0]})", lambda G, a, n, g: G.add("neg", [g]), "-a")
-_unop("exp", np.exp, lambda c, i, a: f"np.exp({i[0]})", lambda G, a, n, g: G.add("mul", [g, n]), "e ** a")
-_unop("log", np.log, lambda c, i, a: f"np.log({i[0]})", lambda G, a, n, g: G.add("div", [g, a]),
+def _call(fname):
+    """The formula of an op that is one math function of its operand."""
+    return lambda m, i, a: f"{m.fn(fname)}({i[0]})"
+
+
+_unop("neg", np.negative, lambda m, i, a: f"(-{i[0]})", lambda G, a, n, g: G.add("neg", [g]), "-a")
+_unop("exp", np.exp, _call("exp"), lambda G, a, n, g: G.add("mul", [g, n]), "e ** a")
+_unop("log", np.log, _call("log"), lambda G, a, n, g: G.add("div", [g, a]),
       "natural log", domain="pos")
-_unop("sqrt", np.sqrt, lambda c, i, a: f"np.sqrt({i[0]})",
+_unop("sqrt", np.sqrt, _call("sqrt"),
       lambda G, a, n, g: G.add("div", [g, G.add("mul", [n, G.const(2.0)])]), "square root", domain="pos")
-_unop("abs", np.abs, lambda c, i, a: f"np.abs({i[0]})",
+_unop("abs", np.abs, _call("abs"),
       lambda G, a, n, g: G.add("mul", [g, G.add("sign", [a])]), "|a|", domain="away0")
-_unop("sign", np.sign, lambda c, i, a: f"np.sign({i[0]})", None, "sign of a (not differentiable)")
+_unop("sign", np.sign, _call("sign"), None, "sign of a (not differentiable)")
 _unop("sigmoid", special.expit,
-      lambda c, i, a: f"({c.const(1.0)} / ({c.const(1.0)} + np.exp(-{i[0]})))",
+      lambda m, i, a: f"({m.const(1.0)} / ({m.const(1.0)} + {m.fn('exp')}(-{i[0]})))",
       lambda G, a, n, g: _mul(G, g, n, G.add("sub", [G.const(1.0), n])), "1 / (1 + e^-a)")
-_unop("tanh", np.tanh, lambda c, i, a: f"np.tanh({i[0]})",
+_unop("tanh", np.tanh, _call("tanh"),
       lambda G, a, n, g: G.add("mul", [g, G.add("sub", [G.const(1.0), G.add("mul", [n, n])])]), "tanh")
 _unop("softplus", lambda x: np.logaddexp(0.0, x),
-      lambda c, i, a: f"(np.maximum({i[0]}, {c.const(0.0)}) + np.log1p(np.exp(-np.abs({i[0]}))))",
+      lambda m, i, a: (f"({m.fn('maximum')}({i[0]}, {m.const(0.0)}) + "
+                       f"{m.fn('log1p')}({m.fn('exp')}(-{m.fn('abs')}({i[0]}))))"),
       lambda G, a, n, g: G.add("mul", [g, G.add("sigmoid", [a])]), "log(1 + e^a), computed stably")
 
 
@@ -301,10 +298,9 @@ def _log_softmax_vjp(G, n, g):
 
 
 _sm_cases = [Case([(B, 4)]), Case([(5,)]), Case([(B, 2, 3)])]
-register(Op("softmax", 1, _last_axis, _softmax_ref, _softmax_vjp,
-            lambda c, i, a: f"K.softmax({i[0]})", _sm_cases, doc="softmax over the last axis"))
-register(Op("log_softmax", 1, _last_axis, _log_softmax_ref, _log_softmax_vjp,
-            lambda c, i, a: f"K.log_softmax({i[0]})", _sm_cases, doc="log of softmax, computed stably"))
+register(Op("softmax", 1, _last_axis, _softmax_ref, _softmax_vjp, _sm_cases, doc="softmax over the last axis"))
+register(Op("log_softmax", 1, _last_axis, _log_softmax_ref, _log_softmax_vjp, _sm_cases,
+            doc="log of softmax, computed stably"))
 
 
 def _trailing_reduced(shapes, attrs):
@@ -323,31 +319,12 @@ def _logsumexp_vjp(G, n, g):
 
 
 register(Op("logsumexp", 1, _trailing_reduced, lambda x, axes: special.logsumexp(x, axis=tuple(axes)),
-            _logsumexp_vjp, lambda c, i, a: f"K.logsumexp({i[0]}, {len(a['axes'])})",
+            _logsumexp_vjp,
             [Case([(B, 4)], {"axes": (1,)}), Case([(B, 2, 3)], {"axes": (1, 2)}), Case([(5,)], {"axes": (0,)})],
             doc="log(sum(exp(x))) over the trailing `axes`, max-shifted so it never overflows"))
 
 
 # ======================================================================= reductions and shape ops
-def _reduce_cpu(ctx, ins, attrs, mean=False):
-    expr = ins[0]
-    nd = len(ctx.in_shape(0))
-    if set(attrs["axes"]) == set(range(nd)):
-        expr = f"np.sum({expr})"
-    else:
-        for ax in sorted(attrs["axes"], reverse=True):
-            expr = f"np.sum({expr}, axis={ax})"
-    if mean:
-        expr = f"({expr} / {_size_expr(ctx, ins[0], ctx.in_shape(0), attrs['axes'])})"
-    return expr
-
-
-def _size_expr(ctx, name, shape, axes):
-    static = int(np.prod([shape[a] for a in axes if shape[a] != B], dtype=np.int64))
-    dyn = [f"{name}.shape[0]" for a in axes if shape[a] == B]
-    return f"{ctx.DT}(" + " * ".join(dyn + [str(static)]) + ")"
-
-
 def _reduce_sum_vjp(G, n, g):
     (a,) = G.inputs(n)
     return [G.add("expand", [g, a], {"axes": G.attrs(n)["axes"]})]
@@ -362,9 +339,9 @@ def _reduce_mean_vjp(G, n, g):
 _red_cases = [Case([(B, 4)], {"axes": (1,)}), Case([(B, 4)], {"axes": (0,)}), Case([(B, 4)], {"axes": (0, 1)}),
               Case([(B, 2, 3)], {"axes": (1, 2)}), Case([(3, 2)], {"axes": (0, 1)})]
 register(Op("reduce_sum", 1, _reduced, lambda x, axes: np.sum(x, axis=tuple(axes)), _reduce_sum_vjp,
-            _reduce_cpu, _red_cases, doc="sum over `axes` (dropped)"))
+            _red_cases, doc="sum over `axes` (dropped)"))
 register(Op("reduce_mean", 1, _reduced, lambda x, axes: np.mean(x, axis=tuple(axes)), _reduce_mean_vjp,
-            lambda c, i, a: _reduce_cpu(c, i, a, mean=True), _red_cases, doc="mean over `axes` (dropped)"))
+            _red_cases, doc="mean over `axes` (dropped)"))
 
 
 def _expand_shape(shapes, attrs):
@@ -379,21 +356,11 @@ def _expand_ref(g, like, axes):
     return np.broadcast_to(np.expand_dims(g, tuple(axes)), like.shape).copy()
 
 
-def _expand_cpu(ctx, ins, attrs):
-    like = ctx.in_shape(1)
-    kept = tuple(1 if i in attrs["axes"] else d for i, d in enumerate(like))
-    g = ins[0]
-    if ctx.in_shape(0):                      # a scalar broadcasts as it is
-        g = f"{g}.reshape({ctx.shape_expr(kept, ins[1])})"
-    return f"(np.zeros_like({ins[1]}) + {g})"
-
-
 register(Op("expand", 2, _expand_shape, _expand_ref,
-            lambda G, n, g: [G.add("reduce_sum", [g], {"axes": G.attrs(n)["axes"]}), None], _expand_cpu,
+            lambda G, n, g: [G.add("reduce_sum", [g], {"axes": G.attrs(n)["axes"]}), None],
             [Case([(B,), (B, 3)], {"axes": (1,)}), Case([(3,), (B, 3)], {"axes": (0,)}), Case([(), (B, 3)], {"axes": (0, 1)})],
             doc="broadcast g back over the `axes` that a reduction removed; the second operand gives the shape"))
 register(Op("size", 1, lambda s, a: (), lambda x, axes: np.float64(np.prod([x.shape[i] for i in axes])), None,
-            lambda c, i, a: _size_expr(c, i[0], c.in_shape(0), a["axes"]),
             [Case([(B, 3)], {"axes": (0,)}), Case([(B, 3)], {"axes": (0, 1)})],
             doc="number of elements along `axes` (the batch size is known only at run time)"))
 
@@ -407,15 +374,9 @@ def _reshape_shape(shapes, attrs):
     return dst
 
 
-def _reshape_cpu(ctx, ins, attrs):
-    if not attrs["shape"]:
-        return f"{ins[0]}.reshape(())[()]" if ctx.in_shape(0) else ins[0]
-    return f"np.ascontiguousarray({ins[0]}).reshape({ctx.shape_expr(attrs['shape'], ins[0])})"
-
-
 register(Op("reshape", 1, _reshape_shape,
             lambda x, shape: x.reshape(tuple(x.shape[0] if d == B else d for d in shape)),
-            lambda G, n, g: [G.add("reshape", [g], {"shape": G.shape(G.inputs(n)[0])})], _reshape_cpu,
+            lambda G, n, g: [G.add("reshape", [g], {"shape": G.shape(G.inputs(n)[0])})],
             [Case([(B, 6)], {"shape": (B, 2, 3)}), Case([(B,)], {"shape": (B, 1)}), Case([(2, 3)], {"shape": (6,)})],
             doc="same elements, another shape (batch axis stays first)"))
 
@@ -428,8 +389,7 @@ def _transpose_shape(shapes, attrs):
 
 
 register(Op("transpose", 1, _transpose_shape, lambda x: x.T.copy(),
-            lambda G, n, g: [G.add("transpose", [g])],
-            lambda c, i, a: f"np.ascontiguousarray({i[0]}.T)", [Case([(3, 2)])], doc="matrix transpose"))
+            lambda G, n, g: [G.add("transpose", [g])], [Case([(3, 2)])], doc="matrix transpose"))
 
 
 # ======================================================================= matrix product
@@ -463,13 +423,7 @@ def _matmul_vjp(G, n, g):
     return [mm(b, g, True, True), mm(g, a, True, True)]     # C = A^T B^T
 
 
-def _matmul_cpu(ctx, ins, attrs):
-    a = f"{ins[0]}.T" if attrs.get("ta") else ins[0]
-    b = f"{ins[1]}.T" if attrs.get("tb") else ins[1]
-    return f"np.dot({a}, {b})"      # BLAS gemm; transposed views are passed as flags, not copied
-
-
-register(Op("matmul", 2, _matmul_shape, _matmul_ref, _matmul_vjp, _matmul_cpu,
+register(Op("matmul", 2, _matmul_shape, _matmul_ref, _matmul_vjp,
             [Case([(B, 3), (4, 3)], {"ta": False, "tb": True}), Case([(B, 3), (3, 4)]),
              Case([(B, 3), (B, 4)], {"ta": True, "tb": False}), Case([(3, 2), (4, 3)], {"ta": True, "tb": True}),
              Case([(2, 3), (3, 4)])],
@@ -487,18 +441,14 @@ def _onehot_ref(y, classes):
     return np.eye(classes)[y.astype(np.int64)]
 
 
-def _onehot_cpu(ctx, ins, attrs):
-    return f"K.onehot({ins[0]}, {attrs['classes']}, {ctx.const(0.0)})"
-
-
-register(Op("onehot", 1, _onehot_shape, _onehot_ref, None, _onehot_cpu,
+register(Op("onehot", 1, _onehot_shape, _onehot_ref, None,
             [Case([(B,)], {"classes": 4}, domains=["int:4"])],
             doc="one-hot rows of zero-indexed class labels (not differentiable)"))
 
 
 # ======================================================================= erf, max/min reductions, concat
 # The error function, for the exact gelu: x * (1 + erf(x / sqrt 2)) / 2 (PyTorch's default).
-_unop("erf", special.erf, lambda c, i, a: f"K.erf({i[0]})",
+_unop("erf", special.erf, _call("erf"),
       lambda G, a, n, g: _mul(G, g, G.const(2.0 / np.sqrt(np.pi)), G.add("exp", [G.add("neg", [G.add("mul", [a, a])])])),
       "the error function, 2/sqrt(pi) * integral of exp(-t^2) from 0 to a")
 
@@ -517,35 +467,12 @@ def _extreme_vjp(is_max):
     return vjp
 
 
-def _extreme_cpu(largest, whole):
-    """The kept axes first, the reduced ones flattened into rows, then one pass per row."""
-    def cpu(ctx, ins, attrs):
-        s = ctx.in_shape(0)
-        axes = sorted(attrs["axes"])
-        if len(axes) == len(s):
-            return f"{whole}({ins[0]})"
-        kept = [i for i in range(len(s)) if i not in axes]
-        perm = tuple(kept + axes)
-        x = ins[0] if perm == tuple(range(len(s))) else f"np.transpose({ins[0]}, {perm})"
-        if B in [s[a] for a in axes]:
-            rows = f"({int(np.prod([s[i] for i in kept]))}, -1)"
-        else:
-            rows = f"(-1, {int(np.prod([s[a] for a in axes]))})"
-        out = ctx.shape_expr(tuple(s[i] for i in kept), ins[0])
-        return f"K.rowextreme(np.ascontiguousarray({x}).reshape({rows}), {largest}).reshape({out})"
-    return cpu
-
-
 _ext_cases = [Case([(B, 4)], {"axes": (1,)}), Case([(B, 4)], {"axes": (0,)}), Case([(B, 2, 3)], {"axes": (1, 2)}),
               Case([(3, 2)], {"axes": (0, 1)}), Case([(2, 3, 4)], {"axes": (0, 2)})]
 register(Op("reduce_max", 1, _reduced, lambda x, axes: np.max(x, axis=tuple(axes)), _extreme_vjp(True),
-            _extreme_cpu(True, "np.max"), _ext_cases, doc="maximum over `axes` (dropped)"))
+            _ext_cases, doc="maximum over `axes` (dropped)"))
 register(Op("reduce_min", 1, _reduced, lambda x, axes: np.min(x, axis=tuple(axes)), _extreme_vjp(False),
-            _extreme_cpu(False, "np.min"), _ext_cases, doc="minimum over `axes` (dropped)"))
-
-
-def _index(axis: int, start: int, stop: int) -> str:
-    return "[" + ":, " * axis + f"{start}:{stop}]"
+            _ext_cases, doc="minimum over `axes` (dropped)"))
 
 
 def _concat_shape(shapes, attrs):
@@ -570,7 +497,6 @@ def _concat_vjp(G, n, g):
 
 
 register(Op("concat", None, _concat_shape, lambda *xs, axis: np.concatenate(xs, axis=axis), _concat_vjp,
-            lambda c, i, a: f"np.concatenate(({', '.join(i)},), axis={a['axis']})",
             [Case([(B, 2), (B, 3)], {"axis": 1}), Case([(B, 2), (B, 3), (B, 1)], {"axis": 1}),
              Case([(2, 3), (4, 3)], {"axis": 0}), Case([(B, 2, 2), (B, 2, 1)], {"axis": 2})],
             doc="operands joined along `axis` (all other sizes equal)"))
@@ -592,7 +518,6 @@ def _slice_vjp(G, n, g):
 
 register(Op("slice", 1, _slice_shape,
             lambda x, axis, start, stop: x[(slice(None),) * axis + (slice(start, stop),)].copy(), _slice_vjp,
-            lambda c, i, a: f"np.ascontiguousarray({i[0]}{_index(a['axis'], a['start'], a['stop'])})",
             [Case([(B, 5)], {"axis": 1, "start": 1, "stop": 4}), Case([(4, 3)], {"axis": 0, "start": 0, "stop": 2})],
             doc="elements start:stop along `axis` (the adjoint of concat)"))
 
@@ -610,21 +535,8 @@ def _pad_ref(x, axis, before, after):
     return np.pad(x, widths)
 
 
-def _pad_cpu(ctx, ins, attrs):
-    s, ax = ctx.in_shape(0), attrs["axis"]
-    parts = []
-    for width in (attrs["before"], None, attrs["after"]):
-        if width is None:
-            parts.append(ins[0])
-        elif width:
-            zeros = ctx.shape_expr(tuple(s[:ax]) + (width,) + tuple(s[ax + 1:]), ins[0])
-            parts.append(f"np.zeros({zeros}, {ctx.DT})")
-    return parts[0] if len(parts) == 1 else f"np.concatenate(({', '.join(parts)},), axis={ax})"
-
-
 register(Op("pad", 1, _pad_shape, _pad_ref,
             lambda G, n, g: [G.add("slice", [g], {"axis": G.attrs(n)["axis"], "start": G.attrs(n)["before"],
                                                   "stop": G.attrs(n)["before"] + G.shape(G.inputs(n)[0])[G.attrs(n)["axis"]]})],
-            _pad_cpu,
             [Case([(B, 2)], {"axis": 1, "before": 1, "after": 2}), Case([(2, 3)], {"axis": 0, "before": 0, "after": 1})],
             doc="zeros added before and after along `axis` (the adjoint of slice)"))

@@ -6,12 +6,20 @@ pass belongs to a phase: "forward" passes run on the forward graph before differ
 (so the gradient is taken of the stabilized form), "train" passes on the whole train graph
 (forward, backward, update), "entry" passes on the graph of each entry point (train_step,
 evaluate, predict) -- the last two, fuse and memplan, annotate the graph for code generation.
+An entry pass also gets the backend's `fuse.Rules` (which ops fuse, each node's kernel kind):
+`run(E, ENTRY, disabled, verify, rules)`.
 """
 from __future__ import annotations
 
 from typing import Callable, Dict, List, Tuple
 
+import numpy as np
+
+from .fuse import Rules, fuse_elementwise
 from .ir import LEAF_OPS, Graph
+from .ir import verify as check
+from .memplan import plan_memory
+from .ops import REGISTRY
 
 Pass = Callable[[Graph], int]
 
@@ -102,8 +110,6 @@ def simplify(G: Graph) -> int:
 # ------------------------------------------------------------------ constant folding
 def fold_constants(G: Graph) -> int:
     """An op whose operands are all scalar constants becomes a constant."""
-    import numpy as np
-    from .ops import REGISTRY
     fired = 0
     for n in G.topo():
         if n not in G.g or G.op(n) in LEAF_OPS:
@@ -139,7 +145,7 @@ def cse(G: Graph) -> int:
 
 
 # ------------------------------------------------------------------ DCE
-def dce(G: Graph) -> int:
+def dce(G: Graph, rules: Rules = None) -> int:
     """Drop every node that no output needs, leaves included: the predict graph has no loss,
     no target and no auxiliary head. (Entry points still take every param as an argument.)"""
     live = set(G.topo(list(G.outputs.values()))) if G.outputs else set()
@@ -148,14 +154,6 @@ def dce(G: Graph) -> int:
     return len(dead)
 
 
-def _fuse(G: Graph) -> int:
-    from .fuse import fuse_elementwise
-    return fuse_elementwise(G)
-
-
-def _memplan(G: Graph) -> int:
-    from .memplan import plan_memory
-    return plan_memory(G)
 
 
 # The pipeline, in order: (name, phase, pass). One line each.
@@ -165,8 +163,8 @@ PASSES: List[Tuple[str, str, Pass]] = [
     ("fold_constants", "train", fold_constants),    # scalar constant expressions -> constants
     ("cse", "train", cse),                          # one node per distinct computation
     ("dce", "entry", dce),                          # each entry point keeps what its outputs need
-    ("fuse", "entry", _fuse),                       # elementwise groups -> one loop each
-    ("memplan", "entry", _memplan),                 # arena slots, reused; no allocation per step
+    ("fuse", "entry", fuse_elementwise),            # elementwise groups -> one loop each
+    ("memplan", "entry", plan_memory),              # arena slots, reused; no allocation per step
 ]
 PASS_NAMES = [name for name, _, _ in PASSES]
 FORWARD = [(n, f) for n, ph, f in PASSES if ph == "forward"]
@@ -174,14 +172,14 @@ GRAPH = [(n, f) for n, ph, f in PASSES if ph == "train"]
 ENTRY = [(n, f) for n, ph, f in PASSES if ph == "entry"]
 
 
-def run(G: Graph, passes: List[Tuple[str, Pass]], disabled=(), verify: bool = False) -> Dict[str, int]:
-    """Run `passes` in order (skipping `disabled`); returns how often each fired."""
-    from .ir import verify as check
+def run(G: Graph, passes: List[Tuple[str, Pass]], disabled=(), verify: bool = False, *rules: Rules) -> Dict[str, int]:
+    """Run `passes` in order (skipping `disabled`); returns how often each fired. Entry passes
+    are given the backend's `rules`."""
     report = {}
     for name, fn in passes:
         if name in disabled:
             continue
-        report[name] = fn(G)
+        report[name] = fn(G, *rules)
         if verify:
             check(G)
     return report

@@ -5,7 +5,12 @@ from typing import Dict
 
 from netc.dsl import ast as A
 
+from . import backend
+from .elaborate import elaborate
+from .frontend import check, kernels_source
+from .fuse import entry_roots, schedule
 from .ir import Graph, fmt_shape
+from .passes import PASSES
 
 
 def graph_text(G: Graph, title: str) -> str:
@@ -27,7 +32,6 @@ def graph_text(G: Graph, title: str) -> str:
 
 def report_text(report: Dict[str, int], disabled=()) -> str:
     """Which rewrites fired: one line per pass of the pipeline, in order."""
-    from .passes import PASSES
     what = {"stabilize": "rewrites", "simplify": "rewrites", "fold_constants": "constants folded",
             "cse": "duplicates removed", "dce": "dead nodes removed (all entry points)",
             "fuse": "nodes fused into a loop with others", "memplan": "arrays sharing a slot"}
@@ -41,15 +45,13 @@ def report_text(report: Dict[str, int], disabled=()) -> str:
 
 
 def plan_text(G: Graph) -> str:
-    """The kernels of an entry graph and its memory plan."""
-    from .codegen_cpu import is_planned
-    from .fuse import entry_roots, schedule
+    """The kernels of an entry graph of the CPU backend and its memory plan."""
     losses, returns, assigns = entry_roots(G)
-    if is_planned(G):
-        mp = G.g.graph["memplan"]
+    mp = G.g.graph.get("memplan")
+    if mp is not None:
         sched = mp.schedule
     else:
-        mp, sched = None, schedule(G, losses + returns + [v for _, v in assigns], assigns)
+        sched = schedule(G, losses + returns + [v for _, v in assigns], assigns, backend.get("cpu").RULES)
     name = G.g.graph.get("entry", "?")
     lines = [f"# entry point {name}: {len(sched.kernels)} kernels"]
     for K in sched.kernels:
@@ -66,20 +68,19 @@ def plan_text(G: Graph) -> str:
 
 
 def stage(program: A.Program, which: str, dtype: str = "float32", disabled=(), device: str = "cpu") -> str:
-    from .elaborate import elaborate
-    from .pipeline import build_graph, compile_program, entry_graphs
+    """The text of one stage (`netc show --stage`): ast, ir, grad, optimized (the CPU's entry
+    graphs and their kernels), kernels (the generated source of `device`)."""
     if which == "ast":
         return "\n".join(repr(s) for s in program.statements)
     if which == "ir":
         return graph_text(elaborate(program).graph, "forward graph (before passes)")
     if which == "grad":
-        model = elaborate(program)
-        _, G, _, _ = build_graph(model, disabled=tuple(disabled) + ("simplify", "fold_constants", "cse", "dce"))
+        G = check(program, tuple(disabled) + ("simplify", "fold_constants", "cse", "dce")).train.graph
         return graph_text(G, "train graph: forward, backward and update (no graph passes)")
     if which == "optimized":
-        model = elaborate(program)
-        _, G, _, report = build_graph(model, disabled)
-        graphs, entry_report = entry_graphs(model, G, disabled)
+        checked = check(program, disabled)
+        G, report = checked.train.graph, dict(checked.train.report)
+        graphs, entry_report = backend.get("cpu").entry_graphs(checked)
         report.update(entry_report)
         fired = ", ".join(f"{k}: {v}" for k, v in report.items())
         parts = [report_text(report, disabled)]
@@ -88,5 +89,4 @@ def stage(program: A.Program, which: str, dtype: str = "float32", disabled=(), d
         for name, E in graphs.items():
             parts.append(plan_text(E))
         return "\n".join(parts)
-    from .frontend import check, kernels_source
     return kernels_source(check(program, disabled), device, dtype)

@@ -13,6 +13,10 @@ from __future__ import annotations
 import os
 from typing import Dict, Optional
 
+import numba
+import threadpoolctl
+from numba.np.ufunc import parallel
+
 _chosen: Dict[str, object] = {}
 _limiter = None
 
@@ -39,15 +43,12 @@ def configure(threads: Optional[int] = None) -> Dict[str, object]:
         n, source = cores, f"{cores} cores available to this process"
     blas = []
     try:
-        import threadpoolctl
         _limiter = threadpoolctl.threadpool_limits(n, user_api="blas")
         blas = sorted({f"{i['internal_api']}" for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"})
-    except Exception as e:         # threadpoolctl missing or a BLAS it cannot drive: say so
+    except Exception as e:         # a BLAS threadpoolctl cannot drive: say so
         blas = [f"not set ({type(e).__name__})"]
     numba_threads = "pool not started (kernels are serial)"
     try:
-        import numba
-        from numba.np.ufunc import parallel
         if getattr(parallel, "_is_initialized", False):
             k = min(n, numba.config.NUMBA_NUM_THREADS)
             numba.set_num_threads(k)

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from netc.compiler.codegen_cpu import Function
 from netc.compiler.interp import evaluate
 from netc.compiler.ir import Graph, verify
 from netc.compiler.ops import REGISTRY
+from netc.compiler.traingraph import Function
 
 # every (op, case) of the registry: the backends' kernel tests are parametrized over it
 OP_CASES = [(name, i) for name, op in sorted(REGISTRY.items()) for i in range(len(op.cases))]

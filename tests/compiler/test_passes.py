@@ -8,11 +8,13 @@ import os
 import pytest
 
 from netc.compiler import passes as P
+from netc.compiler.backend import cpu
+from netc.compiler.backend.cpu import schedule
 from netc.compiler.elaborate import elaborate
-from netc.compiler.fuse import entry_roots, schedule
+from netc.compiler.frontend import check
+from netc.compiler.fuse import entry_roots
 from netc.compiler.graphviz import to_dot
 from netc.compiler.ir import Graph, verify
-from netc.compiler.pipeline import build_graph, entry_graphs
 from netc.dsl import parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -30,11 +32,11 @@ optimizer sgd(lr=0.1, momentum=0.9)
 
 
 def graphs_of(source, disabled=(), file="<string>"):
-    model = elaborate(parse(source, file))
-    _, G, _, report = build_graph(model, disabled, verify_each=True)
-    graphs, rep2 = entry_graphs(model, G, disabled, verify_each=True)
+    checked = check(parse(source, file), disabled, verify_each=True)
+    graphs, rep2 = cpu.entry_graphs(checked)
+    report = dict(checked.train.report)
     report.update(rep2)
-    return model, G, graphs, report
+    return checked.model, checked.train.graph, graphs, report
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=os.path.basename)
@@ -178,7 +180,7 @@ def test_fusion_never_reads_a_reduction_of_its_own_loop():
     s = G.add("reduce_sum", [e], {"axes": (1,)})
     out = G.add("mul", [e, G.add("expand", [s, e], {"axes": (1,)})])
     G.outputs["out"] = out
-    fuse.fuse_elementwise(G)
+    cpu.fuse_elementwise(G)
     groups = {n: G.node(n).get("group") for n in (e, s, out)}
     expand = G.inputs(out)[1]
     assert G.node(expand).get("group") != groups[s], "expand joined the loop that computes its sum"
@@ -194,7 +196,7 @@ def test_one_grouping_for_both_backends_follows_their_rules():
     rules say so: t and the product that reads it share a kernel although t is the shape of
     an expand the product reads through a reduction."""
     from netc.compiler import fuse
-    from netc.compiler.codegen_cuda import RULES as CUDA
+    from netc.compiler.backend.cuda.lowering import RULES as CUDA
     from netc.compiler.ir import B, Graph
     G = Graph()
     x = G.leaf("input", "x", (B, 3))
@@ -205,9 +207,9 @@ def test_one_grouping_for_both_backends_follows_their_rules():
     e2 = G.add("expand", [G.add("neg", [r]), t], {"axes": (1,)})
     out = G.add("mul", [t, e2])
     G.outputs["out"] = out
-    cpu, merged = fuse.group(G, fuse.CPU_RULES, G.topo())
-    assert cpu[r] == cpu[e1] and merged > 0                   # the sum accumulates in e1's loop
-    assert cpu[e2] != cpu[r]                                  # ... and is not read in that loop
+    cpu_, merged = fuse.group(G, cpu.RULES, G.topo())
+    assert cpu_[r] == cpu_[e1] and merged > 0                   # the sum accumulates in e1's loop
+    assert cpu_[e2] != cpu_[r]                                  # ... and is not read in that loop
     gpu, _ = fuse.group(G, CUDA, fuse.needed_nodes(G, [out], CUDA))
     assert r not in gpu and gpu[t] == gpu[e2] == gpu[out]
     steps = fuse.steps(G, [out], CUDA)

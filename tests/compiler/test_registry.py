@@ -1,17 +1,25 @@
 """Every op of the registry, from its own table of cases: the gradient built by its vjp rule
 equals central finite differences (float64), and its generated CPU kernel equals its NumPy
 reference. Registering an op is what gets it tested."""
+import importlib
+import inspect
+import os
 import zlib
 
 import numpy as np
 import pytest
 
-from netc.compiler import cache
+from netc.compiler import backend, cache
 from netc.compiler.autodiff import grad
-from netc.compiler.codegen_cpu import generate
+from netc.compiler.backend.contract import CompiledModel, MissingLowering
+from netc.compiler.backend.cpu import lowering as cpu_lowering
+from netc.compiler.backend.cpu.codegen import generate
+from netc.compiler.frontend import check, lower
 from netc.compiler.interp import evaluate
 from netc.compiler.ir import B, Graph, verify
 from netc.compiler.ops import REGISTRY
+from netc.compiler.traingraph import Function
+from netc.dsl import parse
 
 BATCH = 3
 CASES = [(name, i) for name, op in sorted(REGISTRY.items()) for i in range(len(op.cases))]   # as conftest.OP_CASES
@@ -76,4 +84,35 @@ def test_cpu_kernels_match_reference(op_case_graph):
 def test_every_op_has_cases_and_lowering():
     for name, op in REGISTRY.items():
         assert op.cases, f"{name} has no test cases"
-        assert op.cpu is not None, f"{name} has no CPU lowering"
+        assert name in cpu_lowering.LOWERINGS, f"{name} has no CPU lowering"
+
+
+EXAMPLE_XOR = open(os.path.join(os.path.dirname(__file__), "..", "..", "examples", "xor.net")).read()
+
+
+@pytest.mark.parametrize("backend_name", sorted(backend.BACKENDS))
+def test_every_op_has_an_entry_in_each_backend_table(backend_name):
+    """Registering an op is not enough: each backend's lowering table needs its entry."""
+    table = importlib.import_module(backend.BACKENDS[backend_name] + ".lowering").LOWERINGS
+    missing = sorted(set(REGISTRY) - set(table))
+    assert not missing, f"ops without a {backend_name} lowering: {missing}"
+
+
+@pytest.mark.parametrize("backend_name", sorted(backend.BACKENDS))
+def test_a_missing_lowering_fails_loudly_naming_the_op_and_the_backend(backend_name):
+    G = Graph()
+    x = G.leaf("input", "x", (B, 3))
+    n = G.add("frobnicate", [x], shape=(B, 3), dtype="float")       # in no table
+    codegen = importlib.import_module(backend.BACKENDS[backend_name] + ".codegen")
+    with pytest.raises(MissingLowering) as e:
+        codegen.generate(G, [Function("f", [x], returns=[n])], "float64")
+    assert (e.value.op, e.value.backend) == ("frobnicate", backend_name)
+    assert "frobnicate" in str(e.value) and backend_name in str(e.value).lower()
+
+
+def test_the_cpu_artifact_is_a_compiled_model():
+    checked = check(parse(EXAMPLE_XOR, "xor.net"))
+    art = lower(checked, "cpu", "float64")
+    assert isinstance(art, CompiledModel)
+    assert list(inspect.signature(art.train_step).parameters) == \
+        ["x", "y", "lr", "step", "params", "states", "losses", "out"]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import netc
-from netc.compiler.pipeline import compile_program
+from netc.compiler.frontend import check, lower
 from netc.dsl import parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -42,7 +42,7 @@ def pair(request):
     path = request.param
     cpu = netc.compile(path, dtype="float32", seed=0)
     with open(path) as f:
-        gpu = compile_program(parse(f.read(), path), dtype="float32", device="cuda")
+        gpu = lower(check(parse(f.read(), path)), device="cuda", dtype="float32")
     return cpu, gpu
 
 
@@ -94,7 +94,7 @@ def test_train_epoch_fast_path_equals_steps():
     there) equals the same epoch as train_step calls."""
     path = os.path.join(ROOT, "examples", "moons.net")
     with open(path) as f:
-        gpu = compile_program(parse(f.read(), path), dtype="float32", device="cuda")
+        gpu = lower(check(parse(f.read(), path)), device="cuda", dtype="float32")
     cpu = netc.compile(path, dtype="float32", seed=0)
     rng = np.random.default_rng(4)
     X = rng.standard_normal((20, 2)).astype(np.float32)
@@ -124,8 +124,8 @@ def test_without_the_fuse_pass_every_pointwise_node_is_its_own_kernel():
     path = os.path.join(ROOT, "examples", "xor.net")
     with open(path) as f:
         text = f.read()
-    fused = compile_program(parse(text, path), dtype="float32", device="cuda")
-    single = compile_program(parse(text, path), dtype="float32", device="cuda", disabled=("fuse",))
+    fused = lower(check(parse(text, path)), device="cuda", dtype="float32")
+    single = lower(check(parse(text, path), disabled=("fuse",)), device="cuda", dtype="float32")
     docs = re.findall(r'"""(.*) over \[', single.source)
     assert docs and all("," not in d for d in docs), "a kernel with several ops without the fuse pass"
     assert single.source.count("K.launch(") > fused.source.count("K.launch(")
@@ -142,3 +142,28 @@ def test_without_the_fuse_pass_every_pointwise_node_is_its_own_kernel():
         close(l_gpu, l_cpu, "loss terms")
     for a, b in zip(p_gpu + s_gpu, p_cpu + s_cpu):
         close(a, b, "params and state")
+
+
+def test_both_backends_satisfy_one_contract():
+    """The CPU and the CUDA compiled models are both CompiledModels, with the same train_step
+    signature (an `out` array included); CUDA's train_step writes its output into `out`."""
+    import inspect
+    from netc.compiler.backend.contract import CompiledModel
+    path = os.path.join(ROOT, "examples", "xor.net")
+    with open(path) as f:
+        checked = check(parse(f.read(), path))
+    cpu, gpu = lower(checked, "cpu", "float32"), lower(checked, device="cuda", dtype="float32")
+    assert isinstance(cpu, CompiledModel) and isinstance(gpu, CompiledModel)
+    assert (cpu.device, gpu.device) == ("cpu", "cuda")
+    sig = [list(inspect.signature(a.train_step).parameters) for a in (cpu, gpu)]
+    assert sig[0] == sig[1] == ["x", "y", "lr", "step", "params", "states", "losses", "out"]
+    model = netc.compile(path, dtype="float32", seed=0)
+    x, y = batches(model, np.random.default_rng(5))[0]
+    params = [model.params[p.name].copy() for p in model.ir.params]
+    states = [np.full(model.params[s.param].shape, s.init, np.float32) for s in gpu.states]
+    want = cpu.train_step(x, y, np.float32(0.1), np.float32(1), [a.copy() for a in params],
+                          [a.copy() for a in states], np.zeros(len(cpu.loss_names)))
+    out = np.empty_like(want)
+    got = gpu.train_step(x, y, np.float32(0.1), np.float32(1), params, states, np.zeros(len(gpu.loss_names)), out)
+    assert got is out
+    close(out, want, "train_step output written into out")

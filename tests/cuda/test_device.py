@@ -51,7 +51,7 @@ def test_auto_falls_back_to_the_cpu_and_the_train_block_chooses():
         import sys, netc
         from netc.dsl import NetcError
         m = netc.compile(sys.argv[1], device="auto")
-        assert not hasattr(m.artifact, "hold"), "auto chose the GPU without one"
+        assert m.artifact.device == "cpu", "auto chose the GPU without one"
         src = open(sys.argv[1]).read().replace("epochs = 500", "epochs = 500\\n  device = cuda")
         try:
             netc.compile(src)
@@ -74,7 +74,7 @@ def test_fit_on_cuda_equals_fit_on_cpu(monkeypatch, resident):
     over the CUDA artifact: same params, history (losses and train metrics) and predictions as
     on the CPU. Each epoch is one train_epoch call (the data set on the device, or streamed
     from the host when it does not fit); the per-batch train_step is never called."""
-    from netc.compiler.backend_cuda import CudaArtifact
+    from netc.compiler.backend.cuda.artifact import CudaArtifact
     rng = np.random.default_rng(0)
     X = rng.standard_normal((28, 2)).astype(np.float32)          # 4 batches, the last of 4 rows
     y = (X[:, 0] * X[:, 1] > 0).astype(np.int64)

@@ -11,7 +11,7 @@ M, N, K = 5, 11, 19          # none a multiple of a tile
 @pytest.mark.parametrize("tb", [False, True])
 def test_matmul_every_flag_and_tile(ta, tb):
     from numba import cuda
-    from netc.compiler import cuda_kernels as KK
+    from netc.compiler.backend.cuda import kernels as KK
     rng = np.random.default_rng(0)
     a = rng.standard_normal((K, M) if ta else (M, K))
     b = rng.standard_normal((N, K) if tb else (K, N))
@@ -28,7 +28,7 @@ def test_matmul_every_flag_and_tile(ta, tb):
 def test_row_kernels(shape):
     from numba import cuda
     from scipy import special
-    from netc.compiler import cuda_kernels as KK
+    from netc.compiler.backend.cuda import kernels as KK
     x = np.random.default_rng(1).standard_normal(shape)
     dx = cuda.to_device(x)
     for kind, want in (("sum", x.sum(1) / 2.0), ("max", x.max(1)), ("min", x.min(1))):
@@ -47,7 +47,7 @@ def test_row_kernels(shape):
 
 def test_column_reductions():
     from numba import cuda
-    from netc.compiler import cuda_kernels as KK
+    from netc.compiler.backend.cuda import kernels as KK
     x = np.random.default_rng(2).standard_normal((3, 7, 5))
     for kind, want in (("sum", x.sum(1) / 7.0), ("max", x.max(1)), ("min", x.min(1))):
         out = cuda.device_array((3, 5))
@@ -64,7 +64,7 @@ def test_shared_arrays_are_shared_when_threads_ask_at_once(monkeypatch):
     would), and unwritten memory is NaN: without the fix, NaN every time."""
     import threading
     from numba import cuda
-    from netc.compiler import cuda_kernels as KK
+    from netc.compiler.backend.cuda import kernels as KK
     if not KK.SIM:
         pytest.skip("a simulator race")
     empty, second, asked = np.empty, threading.Event(), []

@@ -13,16 +13,16 @@ CASES = [(name, i) for name, op in sorted(REGISTRY.items()) for i in range(len(o
 
 
 def test_every_op_has_a_cuda_lowering():
-    from netc.compiler.codegen_cuda import LOWERINGS
+    from netc.compiler.backend.cuda.lowering import LOWERINGS
     missing = sorted(set(REGISTRY) - set(LOWERINGS))
-    assert not missing, f"ops without a CUDA lowering (add them to codegen_cuda.LOWERINGS): {missing}"
+    assert not missing, f"ops without a CUDA lowering (add them to backend/cuda/lowering.py): {missing}"
 
 
 @pytest.fixture(scope="module")
 def module_and_cases(op_case_graph):
-    from netc.compiler import codegen_cuda
+    from netc.compiler.backend.cuda import codegen
     G, fns, expected = op_case_graph
-    source = codegen_cuda.generate(G, fns, "float64", "registry test")
+    source = codegen.generate(G, fns, "float64", "registry test")
     return cache.load_module(source), fns, expected
 
 

@@ -12,18 +12,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SCRIPT = textwrap.dedent("""
     import glob, os, sys
     from numba import cuda
-    from netc.compiler import cuda_kernels as K
-    from netc.compiler.backend_cuda import generate_source
+    from netc.compiler.backend.cuda import kernels as K
     from netc.compiler.cache import load_module
-    from netc.compiler.elaborate import elaborate
-    from netc.compiler.pipeline import build_graph
+    from netc.compiler.frontend import check, kernels_source
     from netc.dsl import parse
     assert not K.SIM, "the PTX check must not run on the simulator"
     todo, seen = [], set()
     for path in sorted(glob.glob(os.path.join(sys.argv[1], "examples", "*.net"))):
-        model = elaborate(parse(open(path).read(), path))
-        _, G, states, _ = build_graph(model)
-        module = load_module(generate_source(model, G, states, "float32"))
+        module = load_module(kernels_source(check(parse(open(path).read(), path)), "cuda", "float32"))
         for name, sig in module.KERNELS:
             fn = getattr(module, name).py_func
             key = (fn.__code__.co_code, fn.__code__.co_consts, fn.__code__.co_names, sig)
@@ -32,7 +28,7 @@ SCRIPT = textwrap.dedent("""
                 todo.append((os.path.basename(path) + ":" + name, fn, sig))
     for dtype in ("float32", "float64"):
         for k, sig in K.variants(dtype):
-            todo.append(("cuda_kernels." + k.py_func.__qualname__.split(".")[0] + " " + dtype, k.py_func, sig))
+            todo.append(("backend.cuda.kernels." + k.py_func.__qualname__.split(".")[0] + " " + dtype, k.py_func, sig))
     for what, fn, sig in todo:
         ptx, _ = cuda.compile_ptx(fn, sig, cc=(9, 0))
         assert ".target sm_90" in ptx, what

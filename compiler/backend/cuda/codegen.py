@@ -6,7 +6,7 @@ host-side driver function per entry point (train_step, evaluate, predict).
     values stay in registers; `--no-pass fuse`: one kernel per node). Besides the registry's elementwise ops, `expand`, `onehot` and `transpose`
     are pointwise here: they read an operand at an index computed from their own.
   * Matrix products, reductions and row softmaxes call the hand-written kernels of
-    `compiler.cuda_kernels` (tiled shared-memory matmul, row and column reductions).
+    `backend/cuda/kernels.py` (tiled shared-memory matmul, row and column reductions).
   * `reshape` is a view; scalars that depend only on lr, step, the batch size and constants
     (the optimizer's bias corrections, momentum switches, 1/B) are computed by the driver on
     the host and passed to kernels as arguments.
@@ -14,275 +14,23 @@ host-side driver function per entry point (train_step, evaluate, predict).
     other reader of the old value has run; the other assignments are copies at the end.
   * Intermediate buffers are allocated once per batch size and reused between steps.
 
-The lowering of each op is in `LOWERINGS` (one table, keyed by op name), never in ops.py: GPU
-code is imported only when asked for. The source is cached by content like the CPU's.
+The lowering of each op is its entry in `lowering.LOWERINGS` (one table, keyed by op name),
+never in ops.py: GPU code is imported only when asked for. The source is cached by content
+like the CPU's.
 """
 from __future__ import annotations
 
 import math
-import re
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
-from .fuse import Rules, Step, steps as schedule_steps
-from .ir import B, Graph
-from .ops import REGISTRY
-
-
-# ======================================================================= the lowering table
-@dataclass
-class Lowering:
-    """How one op runs on the GPU.
-
-    kind   "pointwise": a scalar expression in a fused kernel (also on the host for scalars);
-           "kernel": driver lines launching hand-written kernels; "view": a reshaped view;
-           "host": a scalar the driver computes from the batch size.
-    expr   pointwise: (ctx, operand expressions, attrs, index variables) -> expression
-    index  pointwise: (graph, node, operand position) -> the index expressions (over the
-           node's index variables i0, i1, ...) its operand is read at, or None for an operand
-           read only for its shape; default: NumPy broadcasting
-    emit   kernel / view / host: (ctx, node) -> driver lines
-    """
-    kind: str
-    expr: Optional[Callable] = None
-    index: Optional[Callable] = None
-    emit: Optional[Callable] = None
-
-
-def broadcast_index(G: Graph, n: int, p: int) -> List[str]:
-    out, shape = G.shape(n), G.shape(G.inputs(n)[p])
-    r, k = len(out), len(shape)
-    return ["0" if shape[j] == 1 and out[r - k + j] != 1 else f"i{r - k + j}" for j in range(k)]
-
-
-LOWERINGS: Dict[str, Lowering] = {}
-
-
-def _pw(name, expr, index=None):
-    LOWERINGS[name] = Lowering("pointwise", expr=expr, index=index)
-
-
-_pw("add", lambda c, a, at, ix: f"({a[0]} + {a[1]})")
-_pw("sub", lambda c, a, at, ix: f"({a[0]} - {a[1]})")
-_pw("mul", lambda c, a, at, ix: f"({a[0]} * {a[1]})")
-_pw("div", lambda c, a, at, ix: f"({a[0]} / {a[1]})")
-_pw("pow", lambda c, a, at, ix: f"({a[0]} * {a[0]})" if c.const_value(1) == 2.0 else f"({a[0]} ** {a[1]})")
-_pw("maximum", lambda c, a, at, ix: f"max({a[0]}, {a[1]})")
-_pw("minimum", lambda c, a, at, ix: f"min({a[0]}, {a[1]})")
-_pw("greater", lambda c, a, at, ix: f"({c.const(1.0)} if {a[0]} > {a[1]} else {c.const(0.0)})")
-_pw("neg", lambda c, a, at, ix: f"(-{a[0]})")
-_pw("exp", lambda c, a, at, ix: f"math.exp({a[0]})")
-_pw("log", lambda c, a, at, ix: f"math.log({a[0]})")
-_pw("sqrt", lambda c, a, at, ix: f"math.sqrt({a[0]})")
-_pw("abs", lambda c, a, at, ix: f"abs({a[0]})")
-_pw("sign", lambda c, a, at, ix: f"({c.const(1.0)} if {a[0]} > {c.const(0.0)} else "
-                                 f"({c.const(-1.0)} if {a[0]} < {c.const(0.0)} else {c.const(0.0)}))")
-_pw("sigmoid", lambda c, a, at, ix: f"({c.const(1.0)} / ({c.const(1.0)} + math.exp(-{a[0]})))")
-_pw("tanh", lambda c, a, at, ix: f"math.tanh({a[0]})")
-_pw("softplus", lambda c, a, at, ix: f"(max({a[0]}, {c.const(0.0)}) + math.log1p(math.exp(-abs({a[0]}))))")
-# broadcast g back over the reduced axes: read g at the kept index; `like` gives only the shape
-_pw("expand", lambda c, a, at, ix: a[0],
-    index=lambda G, n, p: [f"i{k}" for k in range(len(G.shape(n))) if k not in G.attrs(n)["axes"]] if p == 0 else None)
-_pw("onehot", lambda c, a, at, ix: f"({c.const(1.0)} if {a[0]} == {ix[-1]} else {c.const(0.0)})",
-    index=lambda G, n, p: [f"i{k}" for k in range(len(G.shape(n)) - 1)])
-_pw("transpose", lambda c, a, at, ix: a[0], index=lambda G, n, p: ["i1", "i0"])
-_pw("erf", lambda c, a, at, ix: f"math.erf({a[0]})")
-_pw("slice", lambda c, a, at, ix: a[0],
-    index=lambda G, n, p: _shifted(G, n, G.attrs(n)["axis"], -G.attrs(n)["start"]))
-
-
-def _shifted(G, n, axis, shift):
-    """The node's own index, minus `shift` along `axis`."""
-    return [f"(i{k} - {shift})" if k == axis and shift > 0 else (f"(i{k} + {-shift})" if k == axis and shift < 0
-            else f"i{k}") for k in range(len(G.shape(n)))]
-
-
-def _pad_expr(c, a, at, ix):
-    i, lo = ix[at["axis"]], at["before"]
-    hi = lo + c.G.shape(c.G.inputs(c.node)[0])[at["axis"]]
-    return f"({a[0]} if {lo} <= {i} < {hi} else {c.const(0.0)})"      # reads only inside
-
-
-def _concat_expr(c, a, at, ix):
-    i, sizes = ix[at["axis"]], [c.G.shape(u)[at["axis"]] for u in c.G.inputs(c.node)]
-    expr, end = a[-1], sum(sizes[:-1])
-    for k in range(len(a) - 2, -1, -1):           # the operand whose range holds i
-        expr = f"({a[k]} if {i} < {end} else {expr})"
-        end -= sizes[k]
-    return expr
-
-
-def _concat_index(G, n, p):
-    ax = G.attrs(n)["axis"]
-    return _shifted(G, n, ax, sum(G.shape(u)[ax] for u in G.inputs(n)[:p]))
-
-
-_pw("pad", _pad_expr, index=lambda G, n, p: _shifted(G, n, G.attrs(n)["axis"], G.attrs(n)["before"]))
-_pw("concat", _concat_expr, index=_concat_index)
-
-
-def _emit_matmul(c, n):
-    a, b = c.operands(n)
-    at = c.G.attrs(n)
-    return [f"K.matmul({a}, {b}, {c.name(n)}, {bool(at.get('ta'))}, {bool(at.get('tb'))})"]
-
-
-def _emit_reduce(c, n, mean=False, kind="sum"):
-    """Reduce one contiguous run of axes at a time (the last run first), each as [O, R, I]:
-    a row reduction when I = 1 (one block per row), else a column reduction."""
-    (x,) = c.operands(n)
-    shape = list(c.dshape(c.G.inputs(n)[0]))
-    axes = sorted(c.G.attrs(n)["axes"])
-    runs: List[List[int]] = []
-    for a in axes:
-        if runs and runs[-1][-1] == a - 1:
-            runs[-1].append(a)
-        else:
-            runs.append([a])
-    total = _prod([shape[a] for a in axes]) if mean else "1"
-    lines, cur, cur_shape = [], x, shape
-    if not axes:                                   # nothing to reduce: a copy
-        return [f"{c.name(n)}.copy_to_device({x})"]
-    for k, run in enumerate(reversed(runs)):
-        lo, hi = run[0], run[-1] + 1
-        O, R, I = _prod(cur_shape[:lo]), _prod(cur_shape[lo:hi]), _prod(cur_shape[hi:])
-        new_shape = cur_shape[:lo] + cur_shape[hi:]
-        last = k == len(runs) - 1
-        out = c.name(n) if last else c.temp(n, new_shape)
-        denom = total if last else "1"
-        if I == "1":
-            lines.append(f"K.reduce_rows({c.view(cur, cur_shape, [O, R])}, {c.view(out, new_shape, [O])}, "
-                         f"{denom}{_kind(kind)})")
-        else:
-            lines.append(f"K.reduce_cols({c.view(cur, cur_shape, [O, R, I])}, "
-                         f"{c.view(out, new_shape, [O, I])}, {denom}{_kind(kind)})")
-        cur, cur_shape = out, new_shape
-    return lines
-
-
-def _kind(kind):
-    return "" if kind == "sum" else f", {kind!r}"
-
-
-def _emit_lse(c, n):
-    """log-sum-exp over the trailing axes: one row per kept element."""
-    (x,) = c.operands(n)
-    shape = list(c.dshape(c.G.inputs(n)[0]))
-    k = len(c.G.attrs(n)["axes"])
-    rows = [_prod(shape[:len(shape) - k]), _prod(shape[len(shape) - k:])]
-    return [f"K.logsumexp_rows({c.view(x, shape, rows)}, {c.view(c.name(n), c.dshape(n), rows[:1])})"]
-
-
-def _emit_rows(kind):
-    def emit(c, n):
-        (x,) = c.operands(n)
-        shape = list(c.dshape(n))
-        rows = [_prod(shape[:-1]), str(shape[-1])]
-        return [f"K.{kind}_rows({c.view(x, shape, rows)}, {c.view(c.name(n), shape, rows)})"]
-    return emit
-
-
-def _emit_reshape(c, n):
-    (x,) = c.operands(n)
-    return [f"{c.name(n)} = {c.view(x, c.dshape(c.G.inputs(n)[0]), c.dshape(n))}"]
-
-
-def _emit_size(c, n):
-    shape = c.dshape(c.G.inputs(n)[0])
-    return [f"{c.name(n)} = DT({_prod([shape[a] for a in c.G.attrs(n)['axes']])})"]
-
-
-LOWERINGS["matmul"] = Lowering("kernel", emit=_emit_matmul)
-LOWERINGS["reduce_sum"] = Lowering("kernel", emit=_emit_reduce)
-LOWERINGS["reduce_mean"] = Lowering("kernel", emit=lambda c, n: _emit_reduce(c, n, mean=True))
-LOWERINGS["reduce_max"] = Lowering("kernel", emit=lambda c, n: _emit_reduce(c, n, kind="max"))
-LOWERINGS["reduce_min"] = Lowering("kernel", emit=lambda c, n: _emit_reduce(c, n, kind="min"))
-LOWERINGS["logsumexp"] = Lowering("kernel", emit=_emit_lse)
-LOWERINGS["softmax"] = Lowering("kernel", emit=_emit_rows("softmax"))
-LOWERINGS["log_softmax"] = Lowering("kernel", emit=_emit_rows("log_softmax"))
-LOWERINGS["reshape"] = Lowering("view", emit=_emit_reshape)
-LOWERINGS["size"] = Lowering("host", emit=_emit_size)
-
-
-def _prod(dims: Sequence) -> str:
-    """A Python expression for the product of dims (ints, or the batch size 'nb')."""
-    static = 1
-    dyn = []
-    for d in dims:
-        if isinstance(d, str) and not d.isdigit():
-            dyn.append(d)
-        else:
-            static *= int(d)
-    parts = dyn + ([str(static)] if static != 1 or not dyn else [])
-    return " * ".join(parts)
-
-
-# ======================================================================= grouping rules
-class MissingLowering(Exception):
-    """An op of the registry has no CUDA lowering: a bug of netc's, named loudly (the test
-    that every registry op is lowered catches it first)."""
-
-
-def _lowering(G: Graph, n: int) -> Lowering:
-    op = G.op(n)
-    if op not in LOWERINGS:
-        raise MissingLowering(f"op '{op}' has no CUDA lowering (add one to codegen_cuda.LOWERINGS)")
-    return LOWERINGS[op]
-
-
-def operand_index(G: Graph, n: int, p: int) -> Optional[List[str]]:
-    return (_lowering(G, n).index or broadcast_index)(G, n, p)
-
-
-def _value_operands(G: Graph, n: int) -> List[int]:
-    ins = G.inputs(n)
-    low = _lowering(G, n)
-    if low.kind == "host":
-        return []
-    if low.kind == "pointwise":
-        return [u for p, u in enumerate(ins) if operand_index(G, n, p) is not None]
-    return ins
-
-
-def _reads_pointwise(G: Graph, n: int, p: int) -> bool:
-    idx = operand_index(G, n, p)
-    return idx is not None and idx == [f"i{k}" for k in range(len(G.shape(n)))]
-
-
-def _host(G: Graph, n: int, flags: List[bool]) -> bool:
-    low = _lowering(G, n)
-    if low.kind == "host":
-        return True
-    scalar = G.shape(n) == () or (low.kind == "view" and B not in G.shape(n) and
-                                  math.prod(G.shape(n)) == 1)
-    return scalar and all(flags) and low.kind in ("pointwise", "view") and G.op(n) in REGISTRY \
-        and (REGISTRY[G.op(n)].elementwise or low.kind == "view")
-
-
-def _fusible(G: Graph, n: int) -> bool:
-    return _lowering(G, n).kind == "pointwise"
-
-
-# a kernel thread computes one element of its group's shape: a producer joins its consumer's
-# kernel when the consumer reads it at its own index; reductions are hand-written kernels
-RULES = Rules(fusible=_fusible,
-              joins=lambda G, n, p: (_fusible(G, G.inputs(n)[p]) and G.shape(G.inputs(n)[p]) == G.shape(n)
-                                     and _reads_pointwise(G, n, p)),
-              value_operands=_value_operands, host=_host)
+from ...fuse import Step
+from ...fuse import steps as schedule_steps
+from ...ir import B, Graph
+from ...traingraph import arg_name
+from .lowering import RULES, lowering, math_fn, operand_index, prod, reads_pointwise, value_operands
 
 
 # ======================================================================= code generation
-def _ident(text: str) -> str:
-    return re.sub(r"\W", "_", text)
-
-
-def arg_name(G: Graph, n: int) -> str:
-    d = G.node(n)
-    if d["op"] == "input" and d["name"] in ("lr", "step"):
-        return d["name"]
-    return {"input": "in_", "target": "tg_", "param": "p_", "state": "s_"}[d["op"]] + _ident(d["name"])
-
-
 def _type(dtype: str, G: Graph, n: int, ndim: Optional[int] = None) -> str:
     base = "int64" if G.node(n)["dtype"] == "int" else dtype
     nd = max(len(G.shape(n)), 1) if ndim is None else ndim
@@ -301,7 +49,7 @@ class _Ctx:
     """What lowerings may ask while one entry point is generated."""
 
     def __init__(self, gen: "_Generator", G: Graph, fn):
-        self.gen, self.G, self.fn = gen, G, fn
+        self.gen, self.G, self.func = gen, G, fn
         self.names: Dict[int, str] = {n: arg_name(G, n) for n in fn.args}
         self.host: set = set()
         self.buffers: List[Tuple[str, str, str]] = []      # (name, shape expr, dtype expr)
@@ -318,7 +66,7 @@ class _Ctx:
         if d["op"] == "const":
             return self.gen.const(d["attrs"]["value"])
         if n not in self.names:
-            raise ValueError(f"{self.fn.name} needs '{d['name'] or n}' before it is computed")
+            raise ValueError(f"{self.func.name} needs '{d['name'] or n}' before it is computed")
         return self.names[n]
 
     def operands(self, n: int) -> List[str]:
@@ -337,7 +85,10 @@ class _Ctx:
             return x
         return f"{x}.reshape({_tuple(want)})"
 
-    # -- for pointwise expressions
+    # -- for pointwise expressions (the registry's formulas: `ops.Math`)
+    def fn(self, name: str) -> str:
+        return math_fn(name)
+
     def const(self, value: float) -> str:
         return self.gen.const(value)
 
@@ -397,7 +148,7 @@ class _Generator:
                 lines += self._fused(c, st, in_place)
             else:
                 (n,) = st.nodes
-                low = _lowering(G, n)
+                low = lowering(G, n)
                 c.node = n
                 if low.kind != "view":
                     c.names[n] = c.alloc(f"v{n}", c.dshape(n))
@@ -425,7 +176,7 @@ class _Generator:
 
     def _host(self, c: _Ctx, n: int) -> List[str]:
         G = self.G
-        low = _lowering(G, n)
+        low = lowering(G, n)
         c.node = n
         where = f"  # {G.op(n)} (host scalar){_where(G, [n])}"
         if low.kind == "host":
@@ -449,7 +200,7 @@ class _Generator:
         ops = []
         for m in st.nodes:
             c.node = m
-            low = _lowering(G, m)
+            low = lowering(G, m)
             args = []
             for p, u in enumerate(G.inputs(m)):
                 idx = operand_index(G, m, p)
@@ -494,7 +245,7 @@ class _Generator:
         stem = "_".join(list(dict.fromkeys(ops))[:3])
         kname = self.kernel(stem, params, kbody, doc, sig)
         args = [p[2:] if p.startswith("o_") else p for p in params[1:]]
-        return [f"K.launch({kname}, {_prod(c.dshape(st.nodes[0]))}, {', '.join(args)})"
+        return [f"K.launch({kname}, {prod(c.dshape(st.nodes[0]))}, {', '.join(args)})"
                 f"  # {' '.join(ops[:6])}{' ...' if len(ops) > 6 else ''} {list(shape)}{_where(G, st.nodes)}"]
 
     def _losses(self, c: _Ctx, fn) -> str:
@@ -521,17 +272,17 @@ def _in_place(G: Graph, fn, steps: List[Step]) -> Dict[int, int]:
         k = where[value]
         if steps[k].kind != "fused" or value not in steps[k].outputs:
             continue
-        aliases = {leaf} | {m for m in where if _lowering(G, m).kind == "view"
+        aliases = {leaf} | {m for m in where if lowering(G, m).kind == "view"
                             and G.inputs(m)[0] == leaf}           # views share the leaf's memory
         ok = True
         for m in where:
             if m in aliases:
                 continue
             for p, u in enumerate(G.inputs(m)):
-                if u not in aliases or u not in _value_operands(G, m):
+                if u not in aliases or u not in value_operands(G, m):
                     continue                                     # reads only its shape
                 if where[m] == k:
-                    ok = ok and u == leaf and _reads_pointwise(G, m, p)
+                    ok = ok and u == leaf and reads_pointwise(G, m, p)
                 elif where[m] > k:
                     ok = False
         if ok:
@@ -546,7 +297,7 @@ def generate(G: Graph, functions, dtype: str, header: str = "", fuse: bool = Tru
     drivers = [gen.function(fn) for fn in functions]
     lines = [f"# generated by netc: {header}".rstrip(),
              "import math", "", "import numpy as np", "from numba import cuda", "",
-             "from netc.compiler import cuda_kernels as K", "",
+             "from netc.compiler.backend.cuda import kernels as K", "",
              f"DT = np.{dtype}", "CACHE = not K.SIM            # numba's on-disk cache of compiled kernels"]
     for value, name in gen.consts.items():
         lit = repr(float(value)) if math.isfinite(value) else f"float('{value}')"

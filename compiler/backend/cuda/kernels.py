@@ -1,7 +1,7 @@
 """Hand-written CUDA kernels that the generated code launches for the ops that are not
 pointwise: the tiled shared-memory matrix product (with transpose flags), row reductions
 (softmax, log-softmax, sums over trailing axes, log-sum-exp) and column reductions (sums over
-leading axes: bias gradients, batch means). Pointwise work is not here: codegen_cuda emits it
+leading axes: bias gradients, batch means). Pointwise work is not here: the code generator emits it
 as one fused kernel per group of the graph.
 
 Each kernel comes from a factory per (dtype, variant), so shared-array sizes and transpose
@@ -16,7 +16,9 @@ from functools import lru_cache
 from typing import List, Tuple
 
 import numpy as np
-from numba import cuda
+from numba import cuda, float32, float64
+from numba.core import types
+from numba.np import numpy_support
 
 # the simulator (NUMBA_ENABLE_CUDASIM=1) replaces numba.cuda's functions with its own
 SIM = cuda.to_device.__module__.startswith("numba.cuda.simulator")
@@ -34,8 +36,6 @@ def _sim_shared_array(self, shape, dtype, alignment=None):
     the simulator (one shared array per line)."""
     if alignment is not None:
         raise RuntimeError("Array alignment is not supported in cudasim")
-    from numba.core import types
-    from numba.np import numpy_support
     if isinstance(dtype, types.Type):
         dtype = numpy_support.as_dtype(dtype)
     if shape == 0:                           # dynamic shared memory: one buffer, no race
@@ -69,7 +69,6 @@ MM_BIG = 1 if SIM else 264               # the largest r that still gives this m
 
 
 def _nbtype(dtype):
-    from numba import float32, float64
     return {"float32": float32, "float64": float64}[np.dtype(dtype).name]
 
 

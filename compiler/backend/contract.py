@@ -1,0 +1,70 @@
+"""The backend contract: what every backend's compiled model offers the runtime, and the one
+exception a backend raises for an op it cannot lower."""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Protocol, runtime_checkable
+
+from ..elaborate import ModelIR
+from ..ir import Graph
+from ..traingraph import StateInfo
+
+
+class MissingLowering(Exception):
+    """An op of the registry has no lowering on a backend: a bug of netc's, named loudly (the
+    registry-driven test that every op has an entry in each backend's table catches it first)."""
+
+    def __init__(self, op: str, backend: str):
+        self.op, self.backend = op, backend
+        label = {"cpu": "CPU", "cuda": "CUDA"}.get(backend, backend)
+        super().__init__(f"op '{op}' has no {label} lowering (add an entry to compiler/backend/{backend}/lowering.py)")
+
+
+@runtime_checkable
+class CompiledModel(Protocol):
+    """A model compiled for one backend (`compiler.frontend.lower`). The params and optimizer
+    state are the caller's host arrays, passed in every call (the runtime owns them); a
+    backend that keeps device copies says so through the residency hooks.
+
+    train_step   one step: forward, backward and the optimizer's update of `params` and
+                 `states` in place; the loss terms (before the update) into `losses`; returns
+                 the output batch (written into `out` when given)
+    train_epoch  the steps of one epoch over the rows of X (in `order` when given), numbered
+                 step0 + 1, ...: returns (loss terms per batch, float64 [batches, terms];
+                 outputs of all rows in batch order, or None)
+    evaluate     loss terms into `losses`; returns the output batch
+    predict      the output batch
+    hold / sync / release
+                 residency: keep params and state on the device between steps / copy them
+                 back into the host arrays / stop (no-ops on the CPU)
+    """
+    model: ModelIR
+    dtype: str
+    device: str
+    states: List[StateInfo]
+    loss_names: List[str]
+    source: str
+    module: object
+    entries: Dict[str, Graph]
+    pass_report: Dict[str, int]
+    timings: Dict[str, float]
+    threads: Dict[str, object]
+    forward: Graph
+    graph: Graph
+
+    @property
+    def has_predict(self) -> bool: ...
+
+    def train_step(self, x, y, lr, step, params: list, states: list, losses, out=None): ...
+
+    def train_epoch(self, X, y, batch: int, lr, step0: int, params: list, states: list,
+                    order: Optional[object] = None): ...
+
+    def evaluate(self, x, y, params: list, losses): ...
+
+    def predict(self, x, params: list): ...
+
+    def hold(self) -> None: ...
+
+    def sync(self) -> None: ...
+
+    def release(self, sync: bool = True) -> None: ...

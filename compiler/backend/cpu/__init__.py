@@ -1,0 +1,55 @@
+"""The CPU backend: entry graphs with the CPU's fusion and memory plan, one @njit function per
+entry point (`codegen`), the lowering table (`lowering`), hand-written helpers (`kernels`) and
+the compiled model (`artifact.Artifact`)."""
+from __future__ import annotations
+
+import time
+from typing import Dict, Optional, Tuple
+
+from ...cache import load_module
+from ...ir import Graph
+from ...threads import configure
+from ...traingraph import entry_graphs as _entry_graphs
+from ...traingraph import functions
+from .artifact import Artifact
+from .codegen import generate
+from .lowering import LOWERINGS, RULES, fuse_elementwise, schedule  # noqa: F401  (the table, rules)
+
+NAME = "cpu"
+
+
+def entry_graphs(checked) -> Tuple[Dict[str, Graph], Dict[str, int]]:
+    """The graph of each entry point after the entry passes (dce, fuse, memplan) with the
+    CPU's rules, and how often each fired."""
+    return _entry_graphs(checked.model, checked.train.graph, RULES, checked.disabled, checked.verify_each)
+
+
+def _source(checked, dtype: str, graphs: Dict[str, Graph]) -> str:
+    model, tg = checked.model, checked.train
+    header = f"model '{model.name}', backend cpu, {dtype}"
+    return generate(tg.graph, functions(model, tg.graph, tg.states, graphs), dtype, header)
+
+
+def source(checked, dtype: str = "float32") -> str:
+    """The generated source, without importing or compiling it."""
+    graphs, _ = entry_graphs(checked)
+    return _source(checked, dtype, graphs)
+
+
+def compile(checked, dtype: str = "float32", threads: Optional[int] = None) -> Artifact:
+    """Entry graphs, generated source, the imported module: the CPU's CompiledModel."""
+    model, tg = checked.model, checked.train
+    t, report = dict(checked.timings), dict(tg.report)
+    t0 = time.perf_counter()
+    graphs, entry_report = entry_graphs(checked)
+    report.update(entry_report)
+    t["entry passes"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    src = _source(checked, dtype, graphs)
+    t["codegen"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    module = load_module(src, "cpu", model.name)
+    t["cache/import"] = time.perf_counter() - t0
+    chosen = configure(threads)
+    return Artifact(model, tg.forward, tg.graph, dtype, tg.states, src, module,
+                    [l.name for l in model.losses], report, t, graphs, chosen)

@@ -1,0 +1,160 @@
+"""The CPU's compiled model: the runtime's entry points over the imported @njit module."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List
+
+import numpy as np
+
+from ...elaborate import ModelIR
+from ...ir import Graph
+from ...traingraph import StateInfo
+from .codegen import is_planned
+
+
+@dataclass
+class Artifact:
+    """A model compiled for the CPU (the backend contract, `CompiledModel`): what the runtime
+    needs, and each stage for inspection. Params and optimizer state are the caller's host
+    arrays, which the kernels update in place."""
+    model: ModelIR
+    forward: Graph                      # the forward graph after the forward passes
+    graph: Graph                        # forward + backward + update, after the train passes
+    dtype: str
+    states: List[StateInfo]
+    source: str
+    module: object
+    loss_names: List[str]
+    pass_report: Dict[str, int]
+    timings: Dict[str, float] = field(default_factory=dict)
+    entries: Dict[str, Graph] = field(default_factory=dict)     # entry point -> its graph
+    threads: Dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self._calls = {name: _caller(self, name) for name in self.entries}
+
+    def _call(self, name: str, args: tuple):
+        """First call of an entry point: Numba compiles it (or loads it from its cache) -- time
+        that -- then the fast caller replaces the method on this instance."""
+        t0 = time.perf_counter()
+        r = self._calls[name](*args)
+        self.timings[f"jit {name} (first call)"] = time.perf_counter() - t0
+        setattr(self, name, self._calls[name])
+        return r
+
+    # The runtime's contract: these three signatures stay fixed whatever the backend generates.
+    def train_step(self, x, y, lr, step, params: list, states: list, losses, out=None):
+        """One step: forward, backward and the optimizer's update of `params` and `states` in
+        place; the loss terms (before the update) go to `losses`; returns the output batch
+        (written into `out` when given)."""
+        return self._call("train_step", (x, y, lr, step, params, states, losses, out))
+
+    def train_epoch(self, X, y, batch: int, lr, step0: int, params: list, states: list, order=None):
+        """An epoch of train steps over the rows of X (in `order` when given), numbered
+        step0 + 1, ...: returns the loss terms of each batch (float64 [batches, terms]) and the
+        outputs of all rows in batch order. Each batch is a contiguous view of the epoch's
+        data, and its loss terms and output are written in place: a step costs the compiled
+        call and a few slices. A non-finite loss does not stop the epoch; the caller reads the
+        terms once, at its end (as from a GPU)."""
+        Xe, Ye = (X, y) if order is None else (X[order], y[order])
+        n = len(Xe)
+        terms = np.zeros((-(-n // batch), len(self.loss_names)))
+        out_node = self.entries["train_step"].outputs.get("output")
+        outs = np.empty((n,) + tuple(self.entries["train_step"].shape(out_node)[1:]), self.dtype) \
+            if out_node is not None else None
+        dt = np.dtype(self.dtype).type
+        for j, i in enumerate(range(0, n, batch)):
+            self.train_step(Xe[i:i + batch], Ye[i:i + batch], lr, dt(step0 + j + 1), params, states, terms[j],
+                            None if outs is None else outs[i:i + batch])
+        return terms, outs
+
+    def evaluate(self, x, y, params: list, losses):
+        """Loss terms into `losses`; returns the output batch."""
+        return self._call("evaluate", (x, y, params, losses))
+
+    def predict(self, x, params: list):
+        return self._call("predict", (x, params))
+
+    @property
+    def has_predict(self) -> bool:
+        return "predict" in self.entries
+
+    # Residency hooks of the backend contract: on the CPU the host arrays are the kernels' own.
+    device = "cpu"
+
+    def hold(self) -> None:
+        """Nothing to do: params and state live in host memory."""
+
+    def sync(self) -> None:
+        """Nothing to do: params and state live in host memory."""
+
+    def release(self, sync: bool = True) -> None:
+        """Nothing to do: params and state live in host memory."""
+
+
+ARENAS_KEPT = 4         # arenas kept per entry point (one per recent batch size)
+
+
+def _caller(art: "Artifact", name: str):
+    """A Python function with the signature of the runtime's contract for entry point `name`,
+    calling the generated function with what it takes besides: `losses`, the `out` array of
+    the output and, with a memory plan, the arena of this batch size (allocated once per batch
+    size, reused; an output is a fresh array, since the caller may keep it)."""
+    E = art.entries[name]
+    jit = getattr(art.module, name)
+    dt = np.dtype(art.dtype)
+    has_y = art.model.target is not None
+    out_node = E.outputs.get("output")
+    planned = is_planned(E)
+    rest = tuple(E.shape(out_node)[1:]) if out_node is not None else None
+    if planned:
+        _, (a, c) = E.g.graph["memplan"].layout()
+        arena_size = (a, c) if E.g.graph["memplan"].slots else None
+    else:
+        arena_size = None
+    per_batch: Dict[int, tuple] = {}
+
+    def buffers(B):
+        """(extra positional arguments but the out array, out shape) for batch size B."""
+        got = per_batch.get(B)
+        if got is None:
+            if len(per_batch) >= ARENAS_KEPT:
+                per_batch.pop(next(iter(per_batch)))
+            arena = (np.empty(max(arena_size[0] * B + arena_size[1], 1), dt),) if arena_size else ()
+            got = per_batch[B] = (arena, (B,) + rest if rest is not None else None)
+        return got
+
+    def _generic(x, y, rest_args, into=None):
+        if not planned:
+            r = jit(x, *y, *rest_args)
+            if into is not None and r is not None:
+                into[...] = r
+                return into
+            return r
+        arena, oshape = buffers(x.shape[0])
+        out = ((np.empty(oshape, dt) if into is None else into),) if oshape is not None else ()
+        jit(x, *y, *rest_args, *out, *arena)
+        return out[0] if out else None
+    if name == "train_step":
+        if planned and has_y and rest is not None and arena_size:
+            def train_step(x, y, lr, step, params, states, losses, out=None):   # the usual case, kept lean
+                got = per_batch.get(x.shape[0]) or buffers(x.shape[0])
+                if out is None:
+                    out = np.empty(got[1], dt)
+                jit(x, y, lr, step, *params, *states, losses, out, *got[0])
+                return out
+            return train_step
+
+        def train_step(x, y, lr, step, params, states, losses, out=None):
+            return _generic(x, (y,) if has_y else (), (lr, step, *params, *states, losses), out)
+        return train_step
+    if name == "evaluate":
+        def evaluate(x, y, params, losses):
+            return _generic(x, (y,) if has_y else (), (*params, losses))
+        return evaluate
+
+    def predict(x, params):
+        return _generic(x, (), tuple(params))
+
+    return predict

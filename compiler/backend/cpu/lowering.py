@@ -1,0 +1,275 @@
+"""The CPU lowering table: how each registry op runs in the generated @njit code, ONE entry
+per op, found by the op's name (`lowering`). An entry says which kernel the op becomes and
+gives its code:
+
+  loop       computed one element at a time inside a fused loop: `code(c, ins, attrs)` is a
+             scalar expression (c: `LoopCtx`; ins: the operands' scalar expressions, built when
+             read). Elementwise ops use the registry's one formula (`Op.formula`) in the CPU's
+             math namespace (`MATH`); index-aware ops (onehot, expand, size) read operands at
+             indices of their own. `sink`: a reduction accumulated in its operand's loop (a sum;
+             divided by the count when `mean`).
+  rows       a row kernel over the trailing axes (softmax family): `code(r)` starts the
+             rows (each row's maximum `mx`) and emits the rest of a row (see codegen `_Rows`)
+  matmul     a BLAS call
+  view       a reshaped view of a materialized array
+  transpose  a copy loop
+  expr       an array expression `code(c, ins, attrs)` (c: `ExprCtx`; allocates): ops with no
+             loop lowering
+
+`RULES` tells the grouping (`compiler.fuse`) which nodes fuse and each node's kernel kind.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+from ...fuse import Rules, Schedule
+from ...fuse import fuse_elementwise as _fuse_elementwise
+from ...fuse import schedule as _schedule
+from ...ir import B, LEAF_OPS, Graph
+from ...ops import REGISTRY
+from ..contract import MissingLowering
+
+# the CPU's math namespace for the registry's scalar formulas: NumPy's functions (Numba
+# compiles them on scalars), erf from the kernels module (a ufunc)
+MATH = {"erf": "K.erf"}
+
+
+def math_fn(name: str) -> str:
+    return MATH.get(name, f"np.{name}")
+
+
+@dataclass(frozen=True)
+class Lowering:
+    """One op on the CPU: its kernel kind (or a function (G, n) -> kind, for an op whose kind
+    depends on its operands), its code (see the module doc), whether it is a sink, and for a
+    loop whether its operands' expressions are built before its code runs (`eager`, in order:
+    the constants they name keep their numbering) or only when read (index-aware ops)."""
+    kind: Union[str, Callable[[Graph, int], str]]
+    code: Optional[Callable] = None
+    sink: bool = False
+    mean: bool = False
+    eager: bool = True
+
+    def kind_of(self, G: Graph, n: int) -> str:
+        return self.kind(G, n) if callable(self.kind) else self.kind
+
+
+LOWERINGS: Dict[str, Lowering] = {}
+
+
+def lowering(G: Graph, n: int) -> Lowering:
+    """The entry of node n's op; MissingLowering names an op the table lacks."""
+    op = G.op(n)
+    if op not in LOWERINGS:
+        raise MissingLowering(op, "cpu")
+    return LOWERINGS[op]
+
+
+# ======================================================================= what a lowering may ask
+class ExprCtx:
+    """What an array expression or a formula may ask about its node and operands."""
+
+    DT = "DT"
+
+    def __init__(self, G: Graph, node: int, const_name: Callable[[float], str]):
+        self.G, self.node = G, node
+        self.const = const_name          # const(0.5) -> name of a global holding DT(0.5)
+
+    def fn(self, name: str) -> str:
+        return math_fn(name)
+
+    def in_shape(self, i: int) -> tuple:
+        return self.G.shape(self.G.inputs(self.node)[i])
+
+    def const_value(self, i: int) -> Optional[float]:
+        n = self.G.inputs(self.node)[i]
+        return self.G.attrs(n)["value"] if self.G.op(n) == "const" else None
+
+    def shape_expr(self, shape: tuple, like: str) -> str:
+        """A tuple expression for `shape`, reading the batch size off array `like`."""
+        dims = [f"{like}.shape[0]" if d == B else str(d) for d in shape]
+        return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+class LoopCtx(ExprCtx):
+    """Inside a loop over `index` (the loop variables): `at(i, drop)` reads operand i at the
+    loop index without the loop axes `drop` (the generator's `access`)."""
+
+    def __init__(self, G: Graph, node: int, const_name, index: List[str], at: Callable[[int, tuple], str]):
+        super().__init__(G, node, const_name)
+        self.index, self.at = index, at
+
+
+class Operands:
+    """The operands' scalar expressions, each built when a lowering reads it (an index-aware
+    lowering reads some operands only at indices of its own, or not at all)."""
+
+    def __init__(self, read: Callable[[int], str], count: int):
+        self._read, self._count = read, count
+
+    def __getitem__(self, i: int) -> str:
+        return self._read(i)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self):
+        return (self._read(i) for i in range(self._count))
+
+
+def size(dims) -> str:
+    """A Python expression for the number of elements of `dims` (the batch axis is `B`)."""
+    static = 1
+    dyn = []
+    for d in dims:
+        if d == B:
+            dyn.append("B")
+        else:
+            static *= d
+    return " * ".join(dyn + [str(static)]) if dyn else str(static)
+
+
+# ======================================================================= elementwise: the registry's formula
+for _name, _op in REGISTRY.items():
+    if _op.formula is not None:
+        LOWERINGS[_name] = Lowering("loop", _op.formula)
+
+# ======================================================================= index-aware loops
+LOWERINGS["onehot"] = Lowering(
+    "loop", lambda c, ins, at: (f"({c.const(1.0)} if {c.at(0, (len(c.index) - 1,))} == {c.index[-1]} "
+                                f"else {c.const(0.0)})"), eager=False)
+# broadcast g back over the reduced axes: read g at the kept index (a scalar as it is)
+LOWERINGS["expand"] = Lowering(
+    "loop", lambda c, ins, at: ins[0] if c.in_shape(0) == () else c.at(0, tuple(at["axes"])), eager=False)
+LOWERINGS["size"] = Lowering(
+    "loop", lambda c, ins, at: f"DT({size([c.in_shape(0)[t] for t in at['axes']])})", eager=False)
+# a reshape of a scalar is the scalar (fused); of an array, a view
+LOWERINGS["reshape"] = Lowering(
+    lambda G, n: "loop" if G.shape(G.inputs(n)[0]) == () else "view", lambda c, ins, at: ins[0])
+# reductions accumulate inside the loop over their operand (codegen `k_loop`)
+LOWERINGS["reduce_sum"] = Lowering("loop", sink=True)
+LOWERINGS["reduce_mean"] = Lowering("loop", sink=True, mean=True)
+
+
+# ======================================================================= row kernels (softmax family)
+def _softmax_row(r) -> None:
+    r = r.start(trailing=1, out_cols=True)
+    r.emit([f"        for j in range({r.width}):",
+            f"            e = np.exp({r.x}[r, j] - mx)",
+            f"            {r.o}[r, j] = e",
+            "            s += e",
+            f"        s = {r.one} / s",
+            f"        for j in range({r.width}):",
+            f"            {r.o}[r, j] *= s"])
+
+
+def _lse(r) -> List[str]:
+    return [f"        for j in range({r.width}):",
+            f"            s += np.exp({r.x}[r, j] - mx)",
+            "        lse = mx + np.log(s)"]
+
+
+def _log_softmax_row(r) -> None:
+    r = r.start(trailing=1, out_cols=True)
+    r.emit(_lse(r) + [f"        for j in range({r.width}):",
+                      f"            {r.o}[r, j] = {r.x}[r, j] - lse"])
+
+
+def _logsumexp_row(r) -> None:
+    r = r.start(trailing=len(r.attrs["axes"]), out_cols=False)
+    if r.o is None:          # a scalar logsumexp has one row; the loop above ran once
+        r.emit(_lse(r) + [f"    {r.result} = lse"])
+    else:
+        r.emit(_lse(r) + [f"        {r.o}[r] = lse"])
+
+
+LOWERINGS["softmax"] = Lowering("rows", _softmax_row)
+LOWERINGS["log_softmax"] = Lowering("rows", _log_softmax_row)
+LOWERINGS["logsumexp"] = Lowering("rows", _logsumexp_row)
+
+# ======================================================================= BLAS, views, copies
+LOWERINGS["matmul"] = Lowering("matmul")
+LOWERINGS["transpose"] = Lowering("transpose")
+
+
+# ======================================================================= array expressions
+def _extreme(largest: bool, whole: str):
+    """max/min over axes: the kept axes first, the reduced ones flattened into rows, then one
+    pass per row."""
+    def code(c, ins, attrs):
+        s = c.in_shape(0)
+        axes = sorted(attrs["axes"])
+        if len(axes) == len(s):
+            return f"{whole}({ins[0]})"
+        kept = [i for i in range(len(s)) if i not in axes]
+        perm = tuple(kept + axes)
+        x = ins[0] if perm == tuple(range(len(s))) else f"np.transpose({ins[0]}, {perm})"
+        if B in [s[a] for a in axes]:
+            rows = f"({int(np.prod([s[i] for i in kept]))}, -1)"
+        else:
+            rows = f"(-1, {int(np.prod([s[a] for a in axes]))})"
+        out = c.shape_expr(tuple(s[i] for i in kept), ins[0])
+        return f"K.rowextreme(np.ascontiguousarray({x}).reshape({rows}), {largest}).reshape({out})"
+    return code
+
+
+def _index(axis: int, start: int, stop: int) -> str:
+    return "[" + ":, " * axis + f"{start}:{stop}]"
+
+
+def _pad(c, ins, attrs):
+    s, ax = c.in_shape(0), attrs["axis"]
+    parts = []
+    for width in (attrs["before"], None, attrs["after"]):
+        if width is None:
+            parts.append(ins[0])
+        elif width:
+            zeros = c.shape_expr(tuple(s[:ax]) + (width,) + tuple(s[ax + 1:]), ins[0])
+            parts.append(f"np.zeros({zeros}, {c.DT})")
+    return parts[0] if len(parts) == 1 else f"np.concatenate(({', '.join(parts)},), axis={ax})"
+
+
+LOWERINGS["reduce_max"] = Lowering("expr", _extreme(True, "np.max"))
+LOWERINGS["reduce_min"] = Lowering("expr", _extreme(False, "np.min"))
+LOWERINGS["concat"] = Lowering("expr", lambda c, ins, at: f"np.concatenate(({', '.join(ins)},), axis={at['axis']})")
+LOWERINGS["slice"] = Lowering(
+    "expr", lambda c, ins, at: f"np.ascontiguousarray({ins[0]}{_index(at['axis'], at['start'], at['stop'])})")
+LOWERINGS["pad"] = Lowering("expr", _pad)
+
+
+# ======================================================================= grouping rules
+def kind(G: Graph, n: int) -> str:
+    return lowering(G, n).kind_of(G, n)
+
+
+def is_sink(G: Graph, n: int) -> bool:
+    return G.op(n) not in LEAF_OPS and lowering(G, n).sink
+
+
+def is_fusible(G: Graph, n: int) -> bool:
+    """An op computed one element at a time inside a loop."""
+    if G.op(n) in LEAF_OPS:
+        return False
+    low = lowering(G, n)
+    return low.kind_of(G, n) == "loop" and not low.sink
+
+
+# CPU loops index operands by NumPy broadcasting, so an operand of the node's own shape is read
+# at the node's index; a reduction accumulates in the loop over its operand's shape. Every
+# operand counts as a dependency (the default value_operands): conservative, and the CPU's
+# loops stay as they were
+RULES = Rules(fusible=is_fusible, sink=is_sink, kind=kind,
+              joins=lambda G, n, p: is_sink(G, n) or G.shape(G.inputs(n)[p]) == G.shape(n))
+
+
+def fuse_elementwise(G: Graph) -> int:
+    """The `fuse` pass with the CPU's rules."""
+    return _fuse_elementwise(G, RULES)
+
+
+def schedule(G: Graph, roots: List[int], assigns: List[Tuple[int, int]]) -> Schedule:
+    """The CPU kernels computing `roots` (see `fuse.schedule`)."""
+    return _schedule(G, roots, assigns, RULES)

@@ -1,0 +1,41 @@
+"""The CUDA backend: one graph for all entry points, grouped into generated numba.cuda kernels
+(`codegen`) by the lowering table (`lowering`), the hand-written kernels (`kernels`) and the
+device-resident compiled model (`artifact.CudaArtifact`). Imported only when the GPU is asked
+for (`compiler.backend.get("cuda")`); numba.cuda itself only when a model is compiled."""
+from __future__ import annotations
+
+import time
+from importlib.metadata import version
+from typing import Optional
+
+from ...cache import load_module
+from ...traingraph import functions
+from .artifact import CudaArtifact
+from .codegen import generate
+from .lowering import LOWERINGS, RULES  # noqa: F401  (the backend's table and rules)
+
+NAME = "cuda"
+
+
+def source(checked, dtype: str = "float32") -> str:
+    """The CUDA module's source. Of the entry passes only `fuse` applies (dce: each entry point
+    computes only what its roots need; memory: a buffer per value, allocated once per batch
+    size), and the backend groups while it schedules, so switching it off is passed on here.
+    Needs numba-cuda's code generator only, no GPU."""
+    model, tg = checked.model, checked.train
+    header = f"model '{model.name}', backend cuda, {dtype}, numba-cuda {version('numba-cuda')}"
+    return generate(tg.graph, functions(model, tg.graph, tg.states), dtype, header,
+                    fuse="fuse" not in checked.disabled)
+
+
+def compile(checked, dtype: str = "float32", threads: Optional[int] = None) -> CudaArtifact:
+    """Generated source, the imported module: the GPU's CompiledModel (`threads` is the CPU's
+    business and ignored here)."""
+    tg, t = checked.train, dict(checked.timings)
+    t0 = time.perf_counter()
+    src = source(checked, dtype)
+    t["codegen"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    module = load_module(src)
+    t["cache/import"] = time.perf_counter() - t0
+    return CudaArtifact(checked.model, tg.forward, tg.graph, dtype, tg.states, src, module, dict(tg.report), t)

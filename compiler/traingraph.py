@@ -1,0 +1,142 @@
+"""The train graph, backend-neutral: what autodiff, the optimizer and the graph passes make of
+an elaborated model (`build`), the graph of each entry point (`entry_graphs`: train_step,
+evaluate, predict, with the entry passes of a backend's rules) and their argument lists
+(`functions`). Both backends lower from here; the front door is `compiler.frontend`."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from . import passes as P
+from .autodiff import grad
+from .elaborate import ModelIR
+from .fuse import Rules, entry_roots
+from .ir import Graph, verify
+from .optim import add_update
+
+
+@dataclass
+class StateInfo:
+    """An optimizer state array: its name, the param it belongs to, its initial value."""
+    name: str
+    param: str
+    init: float
+
+
+@dataclass
+class TrainGraph:
+    """What autodiff and the graph passes make of a model: the forward graph (after the
+    forward passes), the train graph (forward + backward + optimizer update, after the graph
+    passes), the optimizer's state arrays, and how often each pass fired."""
+    forward: Graph
+    graph: Graph
+    states: List[StateInfo]
+    report: Dict[str, int]
+
+
+@dataclass
+class Function:
+    """An entry point: its leaf arguments in order (node ids; one missing from the graph is an
+    unused argument), the scalars it writes to the float64 array `losses`, its returned
+    values, and the assignments leaf <- value done by the step. `graph`: the entry graph
+    (default: the graph given to the code generator)."""
+    name: str
+    args: List[int]
+    losses: List[int] = field(default_factory=list)
+    returns: List[int] = field(default_factory=list)
+    assigns: List[Tuple[int, int]] = field(default_factory=list)
+    graph: Optional[Graph] = None
+
+
+def build(model: ModelIR, disabled=(), verify_each: bool = False) -> TrainGraph:
+    """The train graph of an elaborated model, and the forward graph it grew from."""
+    G = model.graph
+    report = P.run(G, P.FORWARD, disabled, verify_each)
+    for loss in model.losses:
+        G.outputs[f"loss:{loss.name}"] = loss.node
+    if model.output is not None:
+        G.outputs["output"] = model.output
+    forward = G.copy()
+    states: List[StateInfo] = []
+    if model.losses:
+        total = G.outputs[f"loss:{model.losses[0].name}"]
+        for loss in model.losses[1:]:
+            total = G.add("add", [total, G.outputs[f"loss:{loss.name}"]])
+        G.outputs["loss"] = total
+        params = [p.node for p in model.params]
+        G.g.graph["backward_from"] = G._next          # node ids from here on: the gradient
+        grads = grad(G, total, params)
+        G.g.graph["update_from"] = G._next            # ... and from here on: the update
+        name, args, _ = model.optimizer
+        for sname, node, pname in add_update(G, name, args, grads):
+            states.append(StateInfo(sname, pname, G.attrs(node)["init"]))
+    report.update(P.run(G, P.GRAPH, disabled, verify_each))
+    if verify_each:
+        verify(G)
+    return TrainGraph(forward, G, states, report)
+
+
+ENTRY_POINTS = ("train_step", "evaluate", "predict")
+
+
+def arg_name(G: Graph, n: int) -> str:
+    """The name of a leaf argument in generated code: in_x, tg_y, p_W, s_m_W; lr and step."""
+    d = G.node(n)
+    if d["op"] == "input" and d["name"] in ("lr", "step"):
+        return d["name"]
+    return {"input": "in_", "target": "tg_", "param": "p_", "state": "s_"}[d["op"]] + re.sub(r"\W", "_", d["name"])
+
+
+def entry_graphs(model: ModelIR, G: Graph, rules: Rules, disabled=(), verify_each: bool = False):
+    """One graph per entry point, each keeping only its outputs (train_step: loss terms,
+    output, updates; evaluate: loss terms, output; predict: output), with the entry passes
+    (dce, fuse, memplan) run on it for a backend's `rules`. Returns ({name: graph}, {pass:
+    fired, summed})."""
+    keep = {
+        "train_step": lambda k: k.startswith(("loss:", "update:")) or k == "output",
+        "evaluate": lambda k: k.startswith("loss:") or k == "output",
+        "predict": lambda k: k == "output",
+    }
+    graphs, report = {}, {}
+    for name in ENTRY_POINTS:
+        if name != "predict" and not model.losses:
+            continue
+        if name == "predict" and "output" not in G.outputs:
+            continue
+        E = G.copy()
+        E.g.graph = {"outputs": {k: v for k, v in G.outputs.items() if keep[name](k)}, "entry": name,
+                     **{k: G.g.graph[k] for k in ("backward_from", "update_from") if k in G.g.graph}}
+        for k, v in P.run(E, P.ENTRY, disabled, verify_each, rules).items():
+            report[k] = report.get(k, 0) + v
+        graphs[name] = E
+    return graphs, report
+
+
+def functions(model: ModelIR, G: Graph, states: List[StateInfo], graphs: Optional[Dict[str, Graph]] = None) -> List[Function]:
+    """The entry points: train_step (forward, backward, update), evaluate, predict. Their
+    arguments are the runtime's (x, y, lr, step, params..., states...); the generated code
+    adds `losses`, the `out` array and, with a memory plan, the arena."""
+    if graphs is None:       # one graph for all (the CUDA backend): the entry points the model has
+        graphs = {n: G for n in ENTRY_POINTS
+                  if (model.losses if n != "predict" else "output" in G.outputs)}
+    leaf = {G.node(n)["name"]: n for n in G.g.nodes if G.op(n) in ("input", "target", "param", "state")}
+    x = model.input_node
+    params = [p.node for p in model.params]
+    y = [model.target.node] if model.target is not None else []
+    fns = []
+    for name in ENTRY_POINTS:
+        if name not in graphs:
+            continue
+        E = graphs[name]
+        if name == "train_step":
+            args = [x] + y + [leaf["lr"], leaf["step"]] + params + [leaf[s.name] for s in states]
+        elif name == "evaluate":
+            args = [x] + y + params
+        else:
+            args = [x] + params
+        losses = [E.outputs[f"loss:{l.name}"] for l in model.losses] if name != "predict" else []
+        _, returns, assigns = entry_roots(E)
+        fns.append(Function(name, args, losses=losses, returns=returns,
+                            assigns=assigns if name == "train_step" else [], graph=E))
+    return fns
