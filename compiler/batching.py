@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Callable, Tuple
 
-from .ir import B, Graph, ShapeError, fmt_shape, is_batched, per_sample
+from .ir import Graph
+from .shapes import B, ShapeError, fmt_shape, is_batched, per_sample
 from .ops import broadcast_shape
 
 Error = Callable[..., None]

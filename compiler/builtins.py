@@ -12,7 +12,7 @@ from typing import Callable, Dict, List
 
 from .batching import sample_axes
 from .calls import REQUIRED, Call
-from .ir import fmt_shape, is_batched, per_sample
+from .shapes import fmt_shape, is_batched, per_sample
 from .values import InitSpec, Ref, Tensor
 
 

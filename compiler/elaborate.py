@@ -23,10 +23,11 @@ from netc.dsl.diagnostics import Collector, did_you_mean
 from . import batching, initializers
 from .builtins import BUILTINS
 from .calls import REQUIRED, Call, bind
-from .ir import B, Graph
+from .ir import Graph
+from .shapes import B
 from .optim import OPTIMIZER_ARGS
-from .trainblock import TRAIN_KEYS, read_train_block
-from .values import (InitSpec, LossInfo, ModelIR, ParamInfo, Ref, StaticCall, TargetInfo, Tensor, describe,
+from .trainblock import read_train_block
+from .values import (InitSpec, LossInfo, ModelIR, ParamInfo, Ref, TargetInfo, Tensor, describe,
                      is_number, static_value)
 
 class Abort(Exception):

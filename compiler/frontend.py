@@ -18,7 +18,8 @@ from netc.dsl import ast as A
 
 from . import backend
 from .backend.contract import CompiledModel
-from .elaborate import ModelIR, elaborate
+from .elaborate import elaborate
+from .values import ModelIR
 from .ir import Graph
 from .traingraph import StateInfo, TrainGraph, build  # noqa: F401  (part of the front door)
 

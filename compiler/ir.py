@@ -21,7 +21,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import networkx as nx
 
 from .ops import REGISTRY
-from .shapes import B, Shape, ShapeError, fmt_shape, is_batched, per_sample  # noqa: F401  (the IR's vocabulary)
+from .shapes import Shape
 
 LEAF_OPS = ("input", "target", "param", "state", "const")
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from .fuse import Rules, Schedule, entry_roots, schedule
-from .ir import B, Graph
+from .ir import Graph
+from .shapes import B
 
 ALIGN = 16          # slot offsets are multiples of 16 elements (64 bytes in float32)
 

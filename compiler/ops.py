@@ -122,7 +122,7 @@ def _reduced(shapes, attrs):
 
 
 # ======================================================================= gradient helpers
-def unbroadcast(G: "Graph", g: int, shape: tuple) -> int:
+def unbroadcast(G, g: int, shape: tuple) -> int:
     """Sum g (of a broadcast result's shape) down to `shape`: the adjoint of broadcasting."""
     gs = G.shape(g)
     if gs == tuple(shape):

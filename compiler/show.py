@@ -9,7 +9,8 @@ from . import backend
 from .elaborate import elaborate
 from .frontend import check, kernels_source
 from .fuse import entry_roots, schedule
-from .ir import Graph, fmt_shape
+from .ir import Graph
+from .shapes import fmt_shape
 from .passes import PASSES
 
 

@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Tuple
 
 from . import passes as P
 from .autodiff import grad
-from .elaborate import ModelIR
+from .values import ModelIR
 from .fuse import Rules, entry_roots
 from .ir import Graph, verify
 from .optim import add_update

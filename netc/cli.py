@@ -21,12 +21,12 @@ from netc.dsl import NetcError, UserError, parse
 from netc.dsl.ast import NO_SPAN
 from netc.dsl.diagnostics import render
 from netc.runtime import checkpoint, session
-from netc.runtime.build import read_source
+from netc.runtime.build import check_source, read_source
 from netc.runtime.diverge import TrainingDiverged
 from netc.runtime.plots import plot_run
 from netc.runtime.predictions import read_features, write_predictions
 from netc.runtime.progress import Progress, fmt_metric
-from netc.runtime.settings import parse_data_arg, resolve
+from netc.runtime.settings import parse_data_arg
 
 EXIT_USER = 2
 
@@ -289,8 +289,7 @@ def _summary(results, splits=None) -> str:
 def cmd_check(args) -> int:
     """Everything before code generation (the front end's check), and the train settings."""
     source, file = read_source(args.file)
-    ir = frontend.check(parse(source, file)).model
-    resolve(ir, file, source)
+    ir = check_source(source, file)[0].model
     for w in ir.warnings:
         print(render(w, source), file=sys.stderr)
     numbers = sum(int(np.prod(p.shape)) for p in ir.params)

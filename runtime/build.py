@@ -15,7 +15,7 @@ from netc.dsl import NetcError, parse
 
 from . import checkpoint
 from .model import Model
-from .settings import resolve
+from .settings import TrainSettings, resolve
 
 
 def read_source(path_or_source: str) -> Tuple[str, str]:
@@ -29,6 +29,13 @@ def read_source(path_or_source: str) -> Tuple[str, str]:
         except OSError as e:
             raise NetcError.single(f"cannot read {text}: {e.strerror}") from None
     return text, "<string>"
+
+
+def check_source(source: str, file: str = "<string>", disabled=()) -> Tuple[frontend.Checked, TrainSettings]:
+    """What `netc check` finds, without generating kernels: the front end's check of the model
+    and the train block's settings. Raises NetcError with every problem of the file."""
+    checked = frontend.check(parse(source, file), tuple(disabled))
+    return checked, resolve(checked.model, file, source)
 
 
 def build(source: str, file: str = "<string>", *, dtype: str = "float32", device: Optional[str] = "cpu",

@@ -3,7 +3,7 @@ data set, save. Training is runtime/loop.py's (`Model.fit` prepares the arrays a
 data preparation is runtime/prepare.py's."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -12,17 +12,14 @@ from netc.dsl.diagnostics import did_you_mean
 from . import checkpoint
 from . import data as D
 from . import loop
+from netc.compiler.backend.contract import CompiledModel
+from netc.compiler.initializers import initialize
+
 from . import metrics as M
 from . import prepare as P
 from .diverge import TrainingDiverged
-from netc.compiler.initializers import initialize
 from .loop import History
 from .settings import EarlyStop, TrainSettings
-
-# The backend contract every compiled artifact implements (train_step, train_epoch, evaluate,
-# predict, hold/sync/release): netc.compiler.backend.contract.CompiledModel once the backends
-# are split; until then the CPU's pipeline.Artifact and the CUDA artifact, duck-typed.
-CompiledModel = Any
 
 __all__ = ["Model", "History", "TrainingDiverged", "ParamView"]
 

@@ -9,6 +9,7 @@ from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
+from netc.compiler.backend import DEVICES
 from netc.compiler.values import ModelIR, Ref, StaticCall
 from netc.dsl.ast import NO_SPAN
 from netc.dsl import NetcError
@@ -176,11 +177,11 @@ def resolve(model: ModelIR, file: str, source: str) -> TrainSettings:
             diag.error(span, f"standardize is true or false, got {show(v)}")
         else:
             s.standardize = v
-    if "device" in t:            # compile_program chose the backend from it; checked here too
+    if "device" in t:            # frontend.lower chose the backend from it; checked here too
         v, span = t["device"]
         name = getattr(v, "name", v)
-        if name not in ("cpu", "cuda", "auto"):
-            diag.error(span, f"unknown device '{show(v)}'", "one of: cpu, cuda, auto")
+        if name not in DEVICES:
+            diag.error(span, f"unknown device '{show(v)}'", "one of: " + ", ".join(DEVICES))
         else:
             s.device = name
     if model.schedule is not None:

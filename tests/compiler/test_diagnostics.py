@@ -9,19 +9,15 @@ import textwrap
 import pytest
 
 from netc.compiler.elaborate import elaborate
-from netc.compiler.pipeline import build_graph
+from netc.runtime.build import check_source
 from netc.dsl import NetcError, parse
-from netc.runtime.settings import resolve
 
 HEAD = "model m\ninput x[4]\ntarget y: class[3]\n"        # lines 1-3: bodies below start at line 4
 
 
 def check(source: str, file: str = "t.net"):
     """The model and its settings, or a NetcError: what `netc check` finds, without kernels."""
-    model = elaborate(parse(source, file))
-    build_graph(model)
-    resolve(model, file, source)
-    return model
+    return check_source(source, file)[0].model
 
 
 def diagnose(source: str):

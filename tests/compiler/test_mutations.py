@@ -11,10 +11,8 @@ import os
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from netc.compiler.elaborate import elaborate
-from netc.compiler.pipeline import build_graph
-from netc.dsl import NetcError, parse
-from netc.runtime.settings import resolve
+from netc.runtime.build import check_source
+from netc.dsl import NetcError
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.net"))
@@ -35,9 +33,7 @@ CHARS = "()[]{}=,.+-*/@#:\"'\n\t 0123456789_ax$;!"
 
 
 def check(source: str) -> None:
-    model = elaborate(parse(source, "mutant.net"))
-    build_graph(model)
-    resolve(model, "mutant.net", source)
+    check_source(source, "mutant.net")
 
 
 @st.composite

@@ -171,9 +171,9 @@ def test_fusion_never_reads_a_reduction_of_its_own_loop():
     """expand(reduce_sum(e), like=e) must not join e's loop through `like`: the sum would be
     read before it is complete."""
     import numpy as np
-    from netc.compiler import fuse
     from netc.compiler.interp import evaluate
-    from netc.compiler.ir import B, Graph
+    from netc.compiler.ir import Graph
+    from netc.compiler.shapes import B
     G = Graph()
     x = G.leaf("input", "x", (B, 3))
     e = G.add("exp", [x])
@@ -197,7 +197,8 @@ def test_one_grouping_for_both_backends_follows_their_rules():
     an expand the product reads through a reduction."""
     from netc.compiler import fuse
     from netc.compiler.backend.cuda.lowering import RULES as CUDA
-    from netc.compiler.ir import B, Graph
+    from netc.compiler.ir import Graph
+    from netc.compiler.shapes import B
     G = Graph()
     x = G.leaf("input", "x", (B, 3))
     v = G.leaf("input", "v", (B,))

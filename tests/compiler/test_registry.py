@@ -16,7 +16,8 @@ from netc.compiler.backend.cpu import lowering as cpu_lowering
 from netc.compiler.backend.cpu.codegen import generate
 from netc.compiler.frontend import check, lower
 from netc.compiler.interp import evaluate
-from netc.compiler.ir import B, Graph, verify
+from netc.compiler.ir import Graph, verify
+from netc.compiler.shapes import B
 from netc.compiler.ops import REGISTRY
 from netc.compiler.traingraph import Function
 from netc.dsl import parse

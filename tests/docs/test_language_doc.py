@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 
 from netc.compiler.builtins import BUILTINS
-from netc.compiler.elaborate import elaborate
 from netc.compiler.initializers import INITIALIZERS as INIT_NAMES
 from netc.compiler.trainblock import TRAIN_KEYS
 from netc.compiler.optim import OPTIMIZER_ARGS
-from netc.compiler.pipeline import build_graph
-from netc.dsl import NetcError, parse
+from netc.runtime.build import check_source
+from netc.dsl import NetcError
 from netc.runtime.schedules import SCHEDULES
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "language.md"
@@ -36,11 +35,7 @@ def program(code: str) -> str:
 
 
 def check(source: str):
-    from netc.runtime.settings import resolve
-    model = elaborate(parse(source, "example.net"))
-    build_graph(model)
-    resolve(model, "example.net", source)
-    return model
+    return check_source(source, "example.net")[0].model
 
 
 def test_the_reference_has_examples():

@@ -18,7 +18,8 @@ from __future__ import annotations
 from typing import Dict, List, Sequence
 
 from ...fuse import Kernel, Schedule
-from ...ir import B, LEAF_OPS, Graph
+from ...ir import LEAF_OPS, Graph
+from ...shapes import B
 from ...memplan import materialized
 from ...traingraph import Function, arg_name
 from .lowering import ExprCtx, LoopCtx, Operands, lowering, schedule

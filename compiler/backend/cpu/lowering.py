@@ -28,7 +28,8 @@ import numpy as np
 from ...fuse import Rules, Schedule
 from ...fuse import fuse_elementwise as _fuse_elementwise
 from ...fuse import schedule as _schedule
-from ...ir import B, LEAF_OPS, Graph
+from ...ir import LEAF_OPS, Graph
+from ...shapes import B
 from ...ops import REGISTRY
 from ..contract import MissingLowering
 

@@ -25,7 +25,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ...fuse import Step
 from ...fuse import steps as schedule_steps
-from ...ir import B, Graph
+from ...ir import Graph
+from ...shapes import B
 from ...traingraph import arg_name
 from .lowering import RULES, lowering, math_fn, operand_index, prod, reads_pointwise, value_operands
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
 from ...fuse import Rules
-from ...ir import B, Graph
+from ...ir import Graph
+from ...shapes import B
 from ...ops import REGISTRY
 from ..contract import MissingLowering
 
