@@ -57,7 +57,7 @@ def bench_netc(sizes, batch, steps, X, y):
     m = netc.compile(netc_source(sizes), device="cuda", seed=0)
     art = m.artifact
     Xd, yd = cuda.to_device(X), cuda.to_device(y)          # the data set stays on the device
-    params, states = m._args(), [m._state[s.name] for s in art.states]
+    params, states = m.param_arrays(), m.state_arrays()
     nb = len(X) // batch
     epochs = max(steps // nb, 1)
     art.train_epoch(Xd, yd, batch, np.float32(0.01), 0, params, states)    # compile + warm up

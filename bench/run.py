@@ -66,8 +66,7 @@ def work_netc(peers, which, sizes, batch, steps, X, y):
     nb = len(X) // batch
     xs = [np.ascontiguousarray(X[j * batch:(j + 1) * batch]) for j in range(nb)]
     ts = [np.ascontiguousarray(y[j * batch:(j + 1) * batch], np.int64) for j in range(nb)]
-    params = [m.params[n] for n in m.params]
-    states = [m.state[s.name] for s in m.artifact.states]
+    params, states = m.param_arrays(), m.state_arrays()
     losses = np.zeros(len(m.loss_names))
     lr = np.float32(0.01)
     step_no = [np.float32(i + 1) for i in range(steps + 64)]
@@ -133,8 +132,8 @@ def work_compile(peers, which, sizes, batch, steps, X, y):
     t_compile = time.perf_counter() - t0
     xs, ts = np.ascontiguousarray(X[:batch]), np.ascontiguousarray(y[:batch], np.int64)
     t0 = time.perf_counter()
-    m.artifact.train_step(xs, ts, np.float32(0.01), np.float32(1), list(m.params.values()),
-                          [m.state[s.name] for s in m.artifact.states], np.zeros(1))
+    m.artifact.train_step(xs, ts, np.float32(0.01), np.float32(1), m.param_arrays(), m.state_arrays(),
+                          np.zeros(1))
     t_first = time.perf_counter() - t0
     return t_compile + t_first, {"import_s": t_import, "compile_s": t_compile, "first_call_s": t_first,
                                  "timings": m.artifact.timings}

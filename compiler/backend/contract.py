@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Protocol, runtime_checkable
 
-from ..elaborate import ModelIR
+from ..values import ModelIR
 from ..ir import Graph
 from ..traingraph import StateInfo
 

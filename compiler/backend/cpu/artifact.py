@@ -7,7 +7,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from ...elaborate import ModelIR
+from ...values import ModelIR
 from ...ir import Graph
 from ...traingraph import StateInfo
 from .codegen import is_planned
