@@ -24,9 +24,9 @@ def phase_of(G: Graph, n: int) -> str:
     d = G.node(n)
     if d["op"] in ("input", "target", "param", "state", "const"):
         return d["op"]
-    if n >= G.g.graph.get("update_from", float("inf")):
+    if n >= (G.update_from if G.update_from is not None else float("inf")):
         return "update"
-    if n >= G.g.graph.get("backward_from", float("inf")):
+    if n >= (G.backward_from if G.backward_from is not None else float("inf")):
         return "backward"
     return "forward"
 

@@ -90,9 +90,56 @@ class Graph:
     def users(self, n: int) -> List[int]:
         return sorted({v for _, v in self.g.out_edges(n)})
 
+    # ------------------------------------------------------------ graph metadata
+    # Stored in the networkx graph's own dict (so `copy` carries it), read and written only
+    # through these typed properties.
     @property
     def outputs(self) -> Dict[str, int]:
+        """Named roots: "loss:NAME" per loss term, "loss" (their sum), "output", "update:..."."""
         return self.g.graph.setdefault("outputs", {})
+
+    @property
+    def entry(self) -> Optional[str]:
+        """The entry point this graph was cut for (train_step, evaluate, predict), or None."""
+        return self.g.graph.get("entry")
+
+    @entry.setter
+    def entry(self, name: str) -> None:
+        self.g.graph["entry"] = name
+
+    @property
+    def backward_from(self) -> Optional[int]:
+        """The first node id of the gradient (None before autodiff): ids only grow."""
+        return self.g.graph.get("backward_from")
+
+    @backward_from.setter
+    def backward_from(self, n: int) -> None:
+        self.g.graph["backward_from"] = n
+
+    @property
+    def update_from(self) -> Optional[int]:
+        """The first node id of the optimizer's update (None before it is added)."""
+        return self.g.graph.get("update_from")
+
+    @update_from.setter
+    def update_from(self, n: int) -> None:
+        self.g.graph["update_from"] = n
+
+    @property
+    def memplan(self):
+        """The memory plan of an entry graph (`memplan.MemoryPlan`), or None without one."""
+        return self.g.graph.get("memplan")
+
+    @memplan.setter
+    def memplan(self, plan) -> None:
+        self.g.graph["memplan"] = plan
+
+    def cut(self, entry: str, outputs: Dict[str, int]) -> "Graph":
+        """A copy of this graph for one entry point: the given outputs, the same phase marks."""
+        E = self.copy()
+        E.g.graph = {"outputs": dict(outputs), "entry": entry,
+                     **{k: self.g.graph[k] for k in ("backward_from", "update_from") if k in self.g.graph}}
+        return E
 
     def nodes_with(self, **kv) -> List[int]:
         return [n for n, d in self.g.nodes(data=True) if all(d.get(k) == v for k, v in kv.items())]

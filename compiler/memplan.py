@@ -131,5 +131,5 @@ def plan_memory(G: Graph, rules: Rules) -> int:
     losses, returns, assigns = entry_roots(G)
     sched = schedule(G, losses + returns + [v for _, v in assigns], assigns, rules)
     mp = plan(G, sched, returns)
-    G.g.graph["memplan"] = mp
+    G.memplan = mp
     return mp.reused

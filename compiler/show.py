@@ -48,12 +48,12 @@ def report_text(report: Dict[str, int], disabled=()) -> str:
 def plan_text(G: Graph) -> str:
     """The kernels of an entry graph of the CPU backend and its memory plan."""
     losses, returns, assigns = entry_roots(G)
-    mp = G.g.graph.get("memplan")
+    mp = G.memplan
     if mp is not None:
         sched = mp.schedule
     else:
         sched = schedule(G, losses + returns + [v for _, v in assigns], assigns, backend.get("cpu").RULES)
-    name = G.g.graph.get("entry", "?")
+    name = G.entry or "?"
     lines = [f"# entry point {name}: {len(sched.kernels)} kernels"]
     for K in sched.kernels:
         ops = ", ".join(f"{G.op(n)}%{n}" for n in K.nodes)
@@ -86,7 +86,7 @@ def stage(program: A.Program, which: str, dtype: str = "float32", disabled=(), d
         fired = ", ".join(f"{k}: {v}" for k, v in report.items())
         parts = [report_text(report, disabled)]
         E = graphs.get("train_step") or graphs.get("predict") or G
-        parts.append(graph_text(E, f"optimized {E.g.graph.get('entry', 'train')} graph (rewrites fired: {fired})"))
+        parts.append(graph_text(E, f"optimized {E.entry or 'train'} graph (rewrites fired: {fired})"))
         for name, E in graphs.items():
             parts.append(plan_text(E))
         return "\n".join(parts)

@@ -65,9 +65,9 @@ def build(model: ModelIR, disabled=(), verify_each: bool = False) -> TrainGraph:
             total = G.add("add", [total, G.outputs[f"loss:{loss.name}"]])
         G.outputs["loss"] = total
         params = [p.node for p in model.params]
-        G.g.graph["backward_from"] = G._next          # node ids from here on: the gradient
+        G.backward_from = G._next          # node ids from here on: the gradient
         grads = grad(G, total, params)
-        G.g.graph["update_from"] = G._next            # ... and from here on: the update
+        G.update_from = G._next            # ... and from here on: the update
         name, args, _ = model.optimizer
         for sname, node, pname in add_update(G, name, args, grads):
             states.append(StateInfo(sname, pname, G.attrs(node)["init"]))
@@ -104,9 +104,7 @@ def entry_graphs(model: ModelIR, G: Graph, rules: Rules, disabled=(), verify_eac
             continue
         if name == "predict" and "output" not in G.outputs:
             continue
-        E = G.copy()
-        E.g.graph = {"outputs": {k: v for k, v in G.outputs.items() if keep[name](k)}, "entry": name,
-                     **{k: G.g.graph[k] for k in ("backward_from", "update_from") if k in G.g.graph}}
+        E = G.cut(name, {k: v for k, v in G.outputs.items() if keep[name](k)})
         for k, v in P.run(E, P.ENTRY, disabled, verify_each, rules).items():
             report[k] = report.get(k, 0) + v
         graphs[name] = E

@@ -119,7 +119,7 @@ def test_fusion_bias_activation_mask_and_whole_update_in_one_loop_each():
     _, G, graphs, report = graphs_of(MLP)
     E = graphs["train_step"]
     assert report["fuse"] > 0
-    sched = E.g.graph["memplan"].schedule
+    sched = E.memplan.schedule
     loops = [[E.op(n) for n in K.nodes] for K in sched.kernels if K.kind == "loop"]
     assert ["add", "maximum", "greater"] in loops or ["add", "maximum"] in loops           # bias + relu
     assert any("mul" in ops and "reduce_sum" in ops and "maximum" not in ops for ops in loops)  # mask * g, bias grad
@@ -131,14 +131,14 @@ def test_fusion_bias_activation_mask_and_whole_update_in_one_loop_each():
         assert sum(1 for v, leaf in sched.inplace.items() if sched.kernel_of[v] in ks) == 2
     # without the pass every elementwise op is its own loop
     _, _, off, _ = graphs_of(MLP, disabled=("fuse",))
-    sched_off = off["train_step"].g.graph["memplan"].schedule
+    sched_off = off["train_step"].memplan.schedule
     assert sum(K.kind == "loop" for K in sched_off.kernels) > 2 * sum(K.kind == "loop" for K in sched.kernels)
 
 
 def test_memplan_shares_slots_and_keeps_live_values_apart():
     _, G, graphs, report = graphs_of(MLP)
     E = graphs["train_step"]
-    mp = E.g.graph["memplan"]
+    mp = E.memplan
     assert report["memplan"] > 0 and len(mp.slots) < len(mp.slot_of)
     sched = mp.schedule
     # two values in one slot never live at the same time
@@ -152,7 +152,7 @@ def test_memplan_shares_slots_and_keeps_live_values_apart():
         for a, b in zip(vals, vals[1:]):
             assert last[a] <= pos[b], (s, a, b)
     _, _, off, _ = graphs_of(MLP, disabled=("memplan",))
-    assert off["train_step"].g.graph.get("memplan") is None
+    assert off["train_step"].memplan is None
 
 
 def test_graph_dot_tells_forward_backward_update_apart():

@@ -109,8 +109,8 @@ def _caller(art: "Artifact", name: str):
     planned = is_planned(E)
     rest = tuple(E.shape(out_node)[1:]) if out_node is not None else None
     if planned:
-        _, (a, c) = E.g.graph["memplan"].layout()
-        arena_size = (a, c) if E.g.graph["memplan"].slots else None
+        _, (a, c) = E.memplan.layout()
+        arena_size = (a, c) if E.memplan.slots else None
     else:
         arena_size = None
     per_batch: Dict[int, tuple] = {}

@@ -31,7 +31,7 @@ FASTMATH = "{'nsz', 'arcp', 'contract', 'afn', 'reassoc'}"
 
 
 def is_planned(G: Graph) -> bool:
-    return G.g.graph.get("memplan") is not None
+    return G.memplan is not None
 
 
 def generate(G: Graph, functions: Sequence[Function], dtype: str, header: str = "") -> str:
@@ -71,7 +71,7 @@ class _Emitter:
         self.planned = is_planned(G)
         roots = list(fn.losses) + list(fn.returns) + [v for _, v in fn.assigns]
         if self.planned:
-            mp = G.g.graph["memplan"]
+            mp = G.memplan
             self.sched: Schedule = mp.schedule
             self.slot_of = mp.slot_of
             self.mp = mp
