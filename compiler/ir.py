@@ -90,6 +90,11 @@ class Graph:
     def users(self, n: int) -> List[int]:
         return sorted({v for _, v in self.g.out_edges(n)})
 
+    @property
+    def next_id(self) -> int:
+        """The id the next node will get (ids only grow: nodes added later have larger ids)."""
+        return self._next
+
     # ------------------------------------------------------------ graph metadata
     # Stored in the networkx graph's own dict (so `copy` carries it), read and written only
     # through these typed properties.

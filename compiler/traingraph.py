@@ -65,9 +65,9 @@ def build(model: ModelIR, disabled=(), verify_each: bool = False) -> TrainGraph:
             total = G.add("add", [total, G.outputs[f"loss:{loss.name}"]])
         G.outputs["loss"] = total
         params = [p.node for p in model.params]
-        G.backward_from = G._next          # node ids from here on: the gradient
+        G.backward_from = G.next_id         # node ids from here on: the gradient
         grads = grad(G, total, params)
-        G.update_from = G._next            # ... and from here on: the update
+        G.update_from = G.next_id           # ... and from here on: the update
         name, args, _ = model.optimizer
         for sname, node, pname in add_update(G, name, args, grads):
             states.append(StateInfo(sname, pname, G.attrs(node)["init"]))
