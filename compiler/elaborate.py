@@ -136,7 +136,8 @@ class Elaborator:
         inp = self.input
         return ModelIR(name, self.G, inp[0], inp[1], inp[2], self.target, self.params, losses,
                        output, output_name, optimizer, schedule, train,
-                       self.warnings(), self.loss_kinds)
+                       self.warnings(), self.loss_kinds,
+                       {k: v.node for k, v in top.values.items() if isinstance(v, Tensor)})
 
     def warnings(self) -> list:
         """The warnings, sorted by position, each once (a layer called twice warns once)."""

@@ -100,6 +100,7 @@ class ModelIR:
     train: Dict[str, Tuple[Any, A.Span]]          # key -> (value, span)
     warnings: list = field(default_factory=list)
     loss_kinds: List[str] = field(default_factory=list)   # the loss functions called, in order
+    defs: Dict[str, int] = field(default_factory=dict)    # top-level name -> its tensor's node (summary)
 
 
 # ------------------------------------------------------------------ helpers on values

@@ -1,4 +1,4 @@
-"""The `netc` command: train, check, show, eval, predict, plot (docs/cli.md).
+"""The `netc` command: train, check, show, eval, predict, plot, export, summary (docs/cli.md).
 
 Mistakes in the user's file, data or command line print located diagnostics and exit with
 status 2, never a traceback."""
@@ -13,9 +13,10 @@ import time
 import numpy as np
 
 import netc
-from netc.compiler import cache, frontend, show
+from netc.compiler import cache, export_onnx, frontend, show
 from netc.compiler.graphviz import render as render_dot, to_dot
 from netc.compiler.passes import PASS_NAMES
+from netc.compiler.summary import summarize
 from netc.compiler.threads import configure, describe
 from netc.dsl import NetcError, UserError, parse
 from netc.dsl.ast import NO_SPAN
@@ -92,6 +93,13 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--label", metavar="COLUMN", help="a column of the CSV file to ignore (name or 0-based index)")
     pr.add_argument("-o", "--output", metavar="OUT.csv", help="where to write (default: standard output)")
 
+    ex = sub.add_parser("export", help="write a checkpoint's predict graph as an ONNX file (needs netc[onnx])")
+    ex.add_argument("checkpoint", metavar="RUN_OR_CKPT", help="a checkpoint directory, or a run directory")
+    ex.add_argument("-o", "--output", metavar="MODEL.onnx", required=True, help="the ONNX file to write")
+
+    su = sub.add_parser("summary", help="the per-statement table of FILE.net: shapes, params, FLOPs")
+    su.add_argument("file", metavar="FILE.net")
+
     pl = sub.add_parser("plot", help="draw the curves (and decision regions) of a run as PNG files")
     pl.add_argument("run", metavar="DIR", help="a run directory")
     pl.add_argument("-o", "--output", metavar="OUTDIR", help="where to write the PNG files (default: DIR)")
@@ -102,7 +110,8 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"train": cmd_train, "check": cmd_check, "show": cmd_show, "eval": cmd_eval,
-                "predict": cmd_predict, "plot": cmd_plot, "graph": cmd_graph, "cache": cmd_cache}[args.command](args)
+                "predict": cmd_predict, "plot": cmd_plot, "graph": cmd_graph, "cache": cmd_cache,
+                "export": cmd_export, "summary": cmd_summary}[args.command](args)
     except UserError as e:        # the user's mistake: the message, no traceback
         print(_render(e), file=sys.stderr)
         n = len(e.diagnostics) if isinstance(e, NetcError) else 1
@@ -293,7 +302,8 @@ def cmd_check(args) -> int:
     for w in ir.warnings:
         print(render(w, source), file=sys.stderr)
     numbers = sum(int(np.prod(p.shape)) for p in ir.params)
-    print(f"{args.file}: ok: model '{ir.name}', {len(ir.params)} params ({numbers} numbers), "
+    print(f"{args.file}: ok: model '{ir.name}', {numbers} params in {len(ir.params)} "
+          f"tensor{'s' if len(ir.params) != 1 else ''}, "
           f"{len(ir.losses)} loss term{'s' if len(ir.losses) != 1 else ''}")
     return 0
 
@@ -361,6 +371,25 @@ def cmd_predict(args) -> int:
         print(f"wrote {n} predictions to {args.output}")
     else:
         write_predictions(model, X, sys.stdout)
+    return 0
+
+
+def cmd_export(args) -> int:
+    model = netc.load(args.checkpoint)
+    model.export_onnx(args.output)
+    shape = lambda s: "[batch" + "".join(f", {d}" for d in s) + "]"
+    out = model.ir.graph.shape(model.ir.output)[1:] if model.ir.output is not None else ()
+    print(f"wrote {args.output} (ONNX opset {export_onnx.OPSET}, IR version {export_onnx.IR_VERSION}): "
+          f"{model.ir.input_name} {shape(model.ir.input_shape)} -> {model.ir.output_name} {shape(out)}"
+          + ("; standardization folded in" if model.scaler is not None else "")
+          + (f"; classes {', '.join(model.classes)}" if model.classes else ""))
+    return 0
+
+
+def cmd_summary(args) -> int:
+    source, file = read_source(args.file)
+    checked = check_source(source, file)[0]
+    print(summarize(checked.train.forward, checked.train.graph, checked.model, checked.program).table())
     return 0
 
 

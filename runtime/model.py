@@ -3,16 +3,21 @@ data set, save. Training is runtime/loop.py's (`Model.fit` prepares the arrays a
 data preparation is runtime/prepare.py's."""
 from __future__ import annotations
 
+import json
+import os
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
+from netc.dsl import parse
 from netc.dsl.diagnostics import did_you_mean
 
 from . import checkpoint
 from . import data as D
 from . import loop
+from netc.compiler import export_onnx, summary as S
 from netc.compiler.backend.contract import CompiledModel
+from netc.compiler.cache import NETC_VERSION
 from netc.compiler.initializers import initialize
 
 from . import metrics as M
@@ -233,9 +238,38 @@ class Model:
         directory `path`, atomically (load it with netc.load)."""
         checkpoint.save(self, path)
 
+    # ------------------------------------------------------------ leaving netc
+    def to_onnx(self):
+        """The predict graph as an onnx ModelProto: a dynamic batch dimension, input and output
+        named as in the .net file, the standardization folded in (it takes raw features), the
+        params as initializers in the model's dtype, and metadata: netc version, the source's
+        sha256, the class names (JSON; output column k is class k). Needs `pip install 'netc[onnx]'`."""
+        meta = {"netc_version": NETC_VERSION, "source_sha256": checkpoint.source_hash(self.source),
+                "model": self.name, "dtype": str(self.dtype), "output": self.ir.output_name,
+                "standardized_inside": "true" if self.scaler is not None else "false"}
+        if self.is_classifier():
+            names = self.classes or [str(i) for i in range(self.num_classes())]
+            meta["classes"] = json.dumps(list(names))
+        return export_onnx.to_onnx(self.artifact.graph, self.ir, self._params, self.dtype, self.scaler, meta,
+                                   self.source)
+
+    def export_onnx(self, path: str) -> str:
+        """Write the predict graph to `path` as an ONNX file (see `to_onnx`), atomically; returns path."""
+        proto = self.to_onnx()
+        tmp = f"{path}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(proto.SerializeToString())
+        os.replace(tmp, path)
+        return path
+
+    def summary(self) -> str:
+        """The model as written, one row per statement: output shape per sample, params (names,
+        shapes, counts), forward FLOPs per sample; totals, and the FLOPs of a whole train step."""
+        return S.summarize(self.artifact.forward, self.artifact.graph, self.ir, parse(self.source, self.file)).table()
+
     def __repr__(self):
         n = sum(a.size for a in self._params.values())
-        return f"<netc.Model '{self.name}': {len(self._params)} params, {n} numbers, {self.artifact.dtype}>"
+        return f"<netc.Model '{self.name}': {n} params in {len(self._params)} tensors, {self.artifact.dtype}>"
 
 
 class ParamView(dict):

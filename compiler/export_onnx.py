@@ -1,0 +1,241 @@
+"""The predict graph as an ONNX model: one table, `EXPORTS`, keyed by registry op name.
+
+    proto = to_onnx(graph, model, params, dtype="float32", scaler=(mean, std), metadata={...})
+
+The graph exported is the *predict* entry graph (`predict_graph`: the train graph cut to the
+model's `output`, dead code dropped: no loss, target, auxiliary head or optimizer state). Each
+node becomes the ONNX nodes of its `EXPORTS` entry; leaves become the graph's input (named as
+in the `.net` file, with a dynamic batch dimension "batch"), initializers (params, in the
+model's float type) and constants. An op without an entry is a NetcError naming the op and its
+`.net` line, never a broken file. `onnx` is an optional dependency (`pip install
+'netc[onnx]'`): it is imported inside the functions that need it.
+
+Versions are pinned so that onnxruntime loads the file: opset `OPSET` of the default domain and
+IR version `IR_VERSION` (onnx's `make_model` would stamp the newest it knows).
+
+What a new op needs here: one entry `EXPORTS["op"] = fn(e, n, ins, attrs) -> value name`,
+where `e` is the `Emitter` (add ONNX nodes and initializers), `n` the IR node, `ins` the ONNX
+names of its operands.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from netc.dsl.ast import NO_SPAN
+from netc.dsl.diagnostics import Diagnostic, NetcError
+
+from .ir import LEAF_OPS, Graph
+from .passes import dce
+from .shapes import B, is_batched
+from .values import ModelIR
+
+OPSET = 17           # ONNX default-domain opset: onnxruntime >= 1.12 runs it
+IR_VERSION = 8       # the IR version that goes with opset 17
+
+
+class MissingExport(NetcError):
+    """An op of the predict graph without an entry in EXPORTS."""
+
+
+def predict_graph(G: Graph) -> Graph:
+    """The predict entry graph of a train graph: its `output` and what it needs, nothing else."""
+    if "output" not in G.outputs:
+        raise NetcError.single("the model has no output to export",
+                               hint="add `output NAME` (or a loss whose prediction depends on the input)")
+    E = G.cut("predict", {"output": G.outputs["output"]})
+    dce(E)
+    return E
+
+
+def _onnx():
+    try:
+        import onnx
+        from onnx import helper, numpy_helper
+    except ImportError:
+        raise NetcError.single("exporting to ONNX needs the onnx package",
+                               hint="pip install 'netc[onnx]'") from None
+    return onnx, helper, numpy_helper
+
+
+class Emitter:
+    """Collects the ONNX nodes and initializers of one graph; names values uniquely."""
+
+    def __init__(self, G: Graph, dtype: np.dtype):
+        self.onnx, self.helper, self.numpy_helper = _onnx()
+        self.G, self.dtype = G, np.dtype(dtype)
+        self.elem = self.helper.np_dtype_to_tensor_dtype(self.dtype)
+        self.nodes: list = []
+        self.inits: list = []
+        self.names: Dict[int, str] = {}
+        self._used: set = set()
+        self._consts: Dict[Tuple, str] = {}
+
+    def fresh(self, base: str) -> str:
+        base = base.replace(".", "_") or "v"
+        name, k = base, 1
+        while name in self._used:
+            k += 1
+            name = f"{base}_{k}"
+        self._used.add(name)
+        return name
+
+    def init(self, array: np.ndarray, base: str) -> str:
+        """An initializer holding `array` (its own dtype), shared between equal constants."""
+        a = np.asarray(array)
+        key = (a.dtype.str, a.shape, a.tobytes())
+        if key not in self._consts or base != "c":
+            name = self.fresh(base)
+            self.inits.append(self.numpy_helper.from_array(a, name))
+            if base == "c":
+                self._consts[key] = name
+            return name
+        return self._consts[key]
+
+    def const(self, value: float) -> str:
+        """A scalar constant of the model's float type."""
+        return self.init(np.asarray(value, self.dtype), "c")
+
+    def ints(self, values) -> str:
+        """A 1-D int64 constant (axes, shapes, pads)."""
+        return self.init(np.asarray(list(values), np.int64), "c")
+
+    def node(self, op_type: str, inputs: List[str], base: str = "t", **attrs) -> str:
+        """Add one ONNX node; returns the name of its (single) output."""
+        out = self.fresh(base)
+        self.nodes.append(self.helper.make_node(op_type, inputs, [out], name=self.fresh("n_" + op_type), **attrs))
+        return out
+
+    def onnx_shape(self, shape) -> List[int]:
+        """An IR shape as a Reshape target: the batch axis becomes 0 (copy the input's dim)."""
+        return [0 if d == B else int(d) for d in shape]
+
+
+def _simple(op_type: str, **fixed):
+    return lambda e, n, ins, attrs: e.node(op_type, ins, **fixed)
+
+
+def _matmul(e: Emitter, n: int, ins: List[str], attrs: dict) -> str:
+    # Gemm: op(A) @ op(B) with transpose flags as attributes (a dense layer is x W^T)
+    return e.node("Gemm", ins, transA=int(bool(attrs.get("ta"))), transB=int(bool(attrs.get("tb"))))
+
+
+def _greater(e, n, ins, attrs):
+    return e.node("Cast", [e.node("Greater", ins)], to=e.elem)
+
+
+def _reduce(op_type):
+    def fn(e, n, ins, attrs):
+        axes = list(attrs["axes"])
+        if op_type == "ReduceSum":         # opset 13+: axes are an input
+            return e.node(op_type, [ins[0], e.ints(axes)], keepdims=0)
+        return e.node(op_type, ins, axes=axes, keepdims=0)
+    return fn
+
+
+def _expand(e, n, ins, attrs):
+    # g with the reduced axes put back (size 1), broadcast to the shape of `like`
+    g = e.node("Unsqueeze", [ins[0], e.ints(sorted(attrs["axes"]))])
+    return e.node("Expand", [g, e.node("Shape", [ins[1]])])
+
+
+def _size(e, n, ins, attrs):
+    dims = e.node("Gather", [e.node("Shape", [ins[0]]), e.ints(attrs["axes"])], axis=0)
+    return e.node("Cast", [e.node("ReduceProd", [dims], keepdims=0)], to=e.elem)
+
+
+def _reshape(e, n, ins, attrs):
+    return e.node("Reshape", [ins[0], e.ints(e.onnx_shape(attrs["shape"]))])
+
+
+def _onehot(e, n, ins, attrs):
+    values = e.init(np.asarray([0, 1], e.dtype), "c")
+    return e.node("OneHot", [ins[0], e.ints([attrs["classes"]]), values], axis=-1)
+
+
+def _slice(e, n, ins, attrs):
+    return e.node("Slice", [ins[0], e.ints([attrs["start"]]), e.ints([attrs["stop"]]), e.ints([attrs["axis"]])])
+
+
+def _pad(e, n, ins, attrs):
+    rank = len(e.G.shape(e.G.inputs(n)[0]))
+    pads = [0] * (2 * rank)
+    pads[attrs["axis"]], pads[rank + attrs["axis"]] = attrs["before"], attrs["after"]
+    return e.node("Pad", [ins[0], e.ints(pads)], mode="constant")
+
+
+# One entry per registry op that can reach a predict graph (keyed by the registry's names).
+EXPORTS: Dict[str, Callable[[Emitter, int, List[str], dict], str]] = {
+    "add": _simple("Add"), "sub": _simple("Sub"), "mul": _simple("Mul"), "div": _simple("Div"),
+    "pow": _simple("Pow"), "maximum": _simple("Max"), "minimum": _simple("Min"), "greater": _greater,
+    "neg": _simple("Neg"), "exp": _simple("Exp"), "log": _simple("Log"), "sqrt": _simple("Sqrt"),
+    "abs": _simple("Abs"), "sign": _simple("Sign"), "sigmoid": _simple("Sigmoid"), "tanh": _simple("Tanh"),
+    "softplus": _simple("Softplus"), "erf": _simple("Erf"),
+    "softmax": _simple("Softmax", axis=-1), "log_softmax": _simple("LogSoftmax", axis=-1),
+    "logsumexp": _reduce("ReduceLogSumExp"),
+    "reduce_sum": _reduce("ReduceSum"), "reduce_mean": _reduce("ReduceMean"),
+    "reduce_max": _reduce("ReduceMax"), "reduce_min": _reduce("ReduceMin"),
+    "expand": _expand, "size": _size, "reshape": _reshape, "transpose": _simple("Transpose", perm=[1, 0]),
+    "matmul": _matmul, "onehot": _onehot, "concat": lambda e, n, ins, attrs: e.node("Concat", ins, axis=attrs["axis"]),
+    "slice": _slice, "pad": _pad,
+}
+
+
+def _value_info(helper, name: str, elem, shape) -> object:
+    return helper.make_tensor_value_info(name, elem, ["batch" if d == B else int(d) for d in shape])
+
+
+def to_onnx(G: Graph, model: ModelIR, params: Dict[str, np.ndarray], dtype="float32",
+            scaler: Optional[Tuple[np.ndarray, np.ndarray]] = None, metadata: Optional[Dict[str, str]] = None,
+            source: Optional[str] = None):
+    """An onnx ModelProto computing the `output` of the train graph `G` (its predict graph) for
+    a batch of raw inputs. `params`: name -> array (stored in `dtype`); `scaler`: (mean, std)
+    of the input's standardization, folded into the graph; `metadata`: string key/values
+    stored in the model. Raises NetcError for an op without an ONNX mapping (naming it and its
+    line of `source`) and when onnx is not installed."""
+    E = predict_graph(G)
+    e = Emitter(E, dtype)
+    helper = e.helper
+    out_node = E.outputs["output"]
+    in_name = e.fresh(model.input_name)
+    inputs = [_value_info(helper, in_name, e.elem, (B,) + tuple(model.input_shape))]
+    x = in_name
+    if scaler is not None:       # (raw - mean) / std, in the model's float type
+        mean, std = (np.asarray(a, np.float64).reshape(model.input_shape) for a in scaler)
+        x = e.node("Sub", [x, e.init(mean.astype(e.dtype), "scaler_mean")], base="centered")
+        x = e.node("Div", [x, e.init(std.astype(e.dtype), "scaler_std")], base="standardized")
+    missing = [n for n in E.topo() if E.op(n) not in EXPORTS and E.op(n) not in LEAF_OPS]
+    if missing:                  # every op without a mapping at once, each at its line
+        diags = [Diagnostic(E.node(n)["span"] or NO_SPAN, f"op '{E.op(n)}' has no ONNX mapping; cannot export",
+                            "netc's ONNX export covers: " + ", ".join(sorted(EXPORTS))) for n in missing]
+        raise MissingExport(diags, source)
+    for n in E.topo():
+        d = E.node(n)
+        op = d["op"]
+        if op == "input":
+            if n != model.input_node:
+                raise NetcError.single(f"the predict graph reads the input '{d['name']}', which ONNX export cannot feed",
+                                       d["span"] or NO_SPAN, source=source)
+            e.names[n] = x
+        elif op == "param":
+            e.names[n] = e.init(np.asarray(params[d["name"]], e.dtype), d["name"])
+        elif op == "const":
+            e.names[n] = e.const(d["attrs"]["value"])
+        elif op in ("target", "state"):
+            raise NetcError.single(f"the predict graph reads the {op} '{d['name']}'", d["span"] or NO_SPAN,
+                                   source=source)
+        else:
+            e.names[n] = EXPORTS[op](e, n, [e.names[i] for i in E.inputs(n)], d["attrs"])
+    out_name = e.fresh(model.output_name or "output")
+    e.nodes.append(helper.make_node("Identity", [e.names[out_node]], [out_name], name=e.fresh("n_output")))
+    outputs = [_value_info(helper, out_name, e.elem, E.shape(out_node))]
+    graph = helper.make_graph(e.nodes, model.name, inputs, outputs, e.inits)
+    proto = helper.make_model(graph, producer_name="netc", opset_imports=[helper.make_opsetid("", OPSET)],
+                              ir_version=IR_VERSION)
+    proto.doc_string = f"netc model '{model.name}': predict"
+    for k, v in (metadata or {}).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, str(v)
+    return proto
+
