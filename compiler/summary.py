@@ -13,7 +13,8 @@ FLOPs (one table, `FLOPS`, keyed by registry op name): a matrix product of m x k
 2·m·k·n (a multiply and an add each); every elementwise op is 1 per output element (exp and
 sigmoid too, as fvcore and ptflops count activations); a reduction is 1 per input element;
 softmax 3 per element (exp, sum, divide), log_softmax 3 per element and 1 per row (the log),
-logsumexp 2 per element and 1 per result; data movement (reshape, transpose, expand, concat,
+logsumexp 2 per element and 1 per result; only what a train step computes counts (a softmax
+whose cross-entropy was rewritten to log_softmax costs nothing unless it is the output); data movement (reshape, transpose, expand, concat,
 slice, pad, onehot, size) is 0. A count is linear in the batch size B: the part proportional
 to B is "per sample", the rest (the optimizer's update, a weight penalty) is "per step".
 """
@@ -97,7 +98,7 @@ class Row:
         return sum(_prod(s) for _, s in self.params)
 
 
-@dataclass
+@dataclass(repr=False)
 class Summary:
     name: str
     rows: List[Row]
@@ -127,6 +128,8 @@ class Summary:
 
     def __str__(self) -> str:
         return self.table()
+
+    __repr__ = __str__
 
 
 def _fmt(shape) -> str:
@@ -162,17 +165,19 @@ def summarize(forward: Graph, train: Graph, model: ModelIR, program: A.Program) 
             continue
         shape = forward.shape(root)
         rows.append((root, Row(st.span.line, _text(program, st), tuple(shape[1:]) if shape[:1] == (B,) else tuple(shape))))
+    # what a train step computes of the forward graph: the ancestors of the losses and the output
+    # (a softmax whose loss was rewritten to log_softmax, and that is not the output, is dead)
+    fwd_nodes = set()
+    for r in [v for k, v in forward.outputs.items() if k.startswith("loss:") or k == "output"]:
+        fwd_nodes |= nx.ancestors(forward.g, r) | {r}
     claimed = set()
     for root, row in sorted(rows, key=lambda r: r[0]):
         own = sorted((nx.ancestors(forward.g, root) | {root}) - claimed)
         claimed |= set(own)
         row.params = [(params[n].name, params[n].shape) for n in own if n in params]
-        row.forward, row.fixed = flops(forward, own)
+        row.forward, row.fixed = flops(forward, [n for n in own if n in fwd_nodes])
     roots = [v for k, v in train.outputs.items() if k.startswith(("loss:", "update:")) or k == "output"]
     live = train.topo(roots)
-    fwd_nodes = set()
-    for r in [v for k, v in forward.outputs.items() if k.startswith("loss:") or k == "output"]:
-        fwd_nodes |= nx.ancestors(forward.g, r) | {r}
     fwd, fwd_fixed = flops(forward, fwd_nodes)
     tr, tr_fixed = flops(train, live)
     return Summary(model.name, [r for _, r in rows], sum(_prod(p.shape) for p in model.params), len(model.params),

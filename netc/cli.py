@@ -172,7 +172,8 @@ def cmd_train(args) -> int:
     model, run = job.model, job.run
     _warnings(model)
     progress = Progress.for_output(args.quiet)
-    progress.note(f"netc: model '{model.name}': {sum(a.size for a in model.params.values())} params; "
+    progress.note(f"netc: model '{model.name}': {sum(a.size for a in model.params.values())} params in "
+                  f"{len(model.params)} tensors; "
                   f"{len(job.train.X)} train / {len(job.val.X)} val / {len(job.test.X)} test samples; "
                   f"compiled in {job.compile_s:.2f} s; run directory {_shown(run.path)}")
     if args.verbose:

@@ -262,10 +262,11 @@ class Model:
         os.replace(tmp, path)
         return path
 
-    def summary(self) -> str:
+    def summary(self) -> S.Summary:
         """The model as written, one row per statement: output shape per sample, params (names,
-        shapes, counts), forward FLOPs per sample; totals, and the FLOPs of a whole train step."""
-        return S.summarize(self.artifact.forward, self.artifact.graph, self.ir, parse(self.source, self.file)).table()
+        shapes, counts), forward FLOPs per sample; totals, and the FLOPs of a whole train step.
+        Prints as the table of `netc summary` (`print(model.summary())`); its fields hold the numbers."""
+        return S.summarize(self.artifact.forward, self.artifact.graph, self.ir, parse(self.source, self.file))
 
     def __repr__(self):
         n = sum(a.size for a in self._params.values())
