@@ -107,6 +107,12 @@ class Emitter:
         self.nodes.append(self.helper.make_node(op_type, inputs, [out], name=self.fresh("n_" + op_type), **attrs))
         return out
 
+    def model(self, name: str, inputs: list, outputs: list):
+        """The ModelProto of what was emitted, at the pinned opset and IR version."""
+        graph = self.helper.make_graph(self.nodes, name, inputs, outputs, self.inits)
+        return self.helper.make_model(graph, producer_name="netc", ir_version=IR_VERSION,
+                                      opset_imports=[self.helper.make_opsetid("", OPSET)])
+
     def onnx_shape(self, shape) -> List[int]:
         """An IR shape as a Reshape target: the batch axis becomes 0 (copy the input's dim)."""
         return [0 if d == B else int(d) for d in shape]
@@ -150,8 +156,25 @@ def _reshape(e, n, ins, attrs):
 
 
 def _onehot(e, n, ins, attrs):
-    values = e.init(np.asarray([0, 1], e.dtype), "c")
-    return e.node("OneHot", [ins[0], e.ints([attrs["classes"]]), values], axis=-1)
+    # label == [0, 1, ..., C-1] (onnxruntime has no OneHot with float64 values)
+    hit = e.node("Equal", [e.node("Unsqueeze", [ins[0], e.ints([-1])]), e.ints(range(attrs["classes"]))])
+    return e.node("Cast", [hit], to=e.elem)
+
+
+def _softplus(e, n, ins, attrs):
+    if e.dtype == np.float32:
+        return e.node("Softplus", ins)
+    # onnxruntime has no float64 Softplus: max(x, 0) + log(1 + exp(-|x|)), stable, as netc computes it
+    tail = e.node("Log", [e.node("Add", [e.const(1.0), e.node("Exp", [e.node("Neg", [e.node("Abs", ins)])])])])
+    return e.node("Add", [e.node("Max", [ins[0], e.const(0.0)]), tail])
+
+
+def _erf(e, n, ins, attrs):
+    if e.dtype == np.float32:
+        return e.node("Erf", ins)
+    # onnxruntime has no float64 Erf: computed in float32 (relative error ~1e-7)
+    f32 = e.helper.np_dtype_to_tensor_dtype(np.dtype(np.float32))
+    return e.node("Cast", [e.node("Erf", [e.node("Cast", ins, to=f32)])], to=e.elem)
 
 
 def _slice(e, n, ins, attrs):
@@ -171,7 +194,7 @@ EXPORTS: Dict[str, Callable[[Emitter, int, List[str], dict], str]] = {
     "pow": _simple("Pow"), "maximum": _simple("Max"), "minimum": _simple("Min"), "greater": _greater,
     "neg": _simple("Neg"), "exp": _simple("Exp"), "log": _simple("Log"), "sqrt": _simple("Sqrt"),
     "abs": _simple("Abs"), "sign": _simple("Sign"), "sigmoid": _simple("Sigmoid"), "tanh": _simple("Tanh"),
-    "softplus": _simple("Softplus"), "erf": _simple("Erf"),
+    "softplus": _softplus, "erf": _erf,
     "softmax": _simple("Softmax", axis=-1), "log_softmax": _simple("LogSoftmax", axis=-1),
     "logsumexp": _reduce("ReduceLogSumExp"),
     "reduce_sum": _reduce("ReduceSum"), "reduce_mean": _reduce("ReduceMean"),
@@ -180,6 +203,49 @@ EXPORTS: Dict[str, Callable[[Emitter, int, List[str], dict], str]] = {
     "matmul": _matmul, "onehot": _onehot, "concat": lambda e, n, ins, attrs: e.node("Concat", ins, axis=attrs["axis"]),
     "slice": _slice, "pad": _pad,
 }
+
+
+def emit(e: Emitter, inputs: Dict[int, str], params: Dict[str, np.ndarray], source: Optional[str] = None) -> None:
+    """Translate every node of e.G into ONNX nodes (e.names: node -> ONNX value name): input
+    leaves read the names `inputs` gives them, params become initializers of the model's float
+    type, constants scalar initializers. Every op without an EXPORTS entry is reported at once,
+    each at its `.net` line (MissingExport), before anything is emitted."""
+    E = e.G
+    missing = [n for n in E.topo() if E.op(n) not in EXPORTS and E.op(n) not in LEAF_OPS]
+    if missing:
+        diags = [Diagnostic(E.node(n)["span"] or NO_SPAN, f"op '{E.op(n)}' has no ONNX mapping; cannot export",
+                            "netc's ONNX export covers: " + ", ".join(sorted(EXPORTS))) for n in missing]
+        raise MissingExport(diags, source)
+    for n in E.topo():
+        d = E.node(n)
+        op = d["op"]
+        if op == "input" and n in inputs:
+            e.names[n] = inputs[n]
+        elif op == "param":
+            e.names[n] = e.init(np.asarray(params[d["name"]], e.dtype), d["name"])
+        elif op == "const":
+            e.names[n] = e.const(d["attrs"]["value"])
+        elif op in LEAF_OPS:
+            raise NetcError.single(f"the predict graph reads the {op} '{d['name']}', which ONNX export cannot feed",
+                                   d["span"] or NO_SPAN, source=source)
+        else:
+            e.names[n] = EXPORTS[op](e, n, [e.names[i] for i in E.inputs(n)], d["attrs"])
+
+
+def graph_proto(G: Graph, inputs: List[int], outputs: List[int], dtype="float32", name: str = "graph"):
+    """Any IR graph without params as an ONNX model: the given input leaves (in order, named
+    after them) and outputs `out0`, `out1`, ... (the registry test runs every op through this)."""
+    e = Emitter(G, dtype)
+    h = e.helper
+    feeds = {n: e.fresh(G.node(n)["name"] or f"in{k}") for k, n in enumerate(inputs)}
+    vis = [_value_info(h, feeds[n], h.np_dtype_to_tensor_dtype(np.dtype(np.int64)) if G.node(n)["dtype"] == "int"
+                       else e.elem, G.shape(n)) for n in inputs]
+    emit(e, feeds, {})
+    outs = []
+    for k, n in enumerate(outputs):
+        e.nodes.append(h.make_node("Identity", [e.names[n]], [f"out{k}"], name=e.fresh("n_out")))
+        outs.append(_value_info(h, f"out{k}", e.elem, G.shape(n)))
+    return e.model(name, vis, outs)
 
 
 def _value_info(helper, name: str, elem, shape) -> object:
@@ -205,34 +271,11 @@ def to_onnx(G: Graph, model: ModelIR, params: Dict[str, np.ndarray], dtype="floa
         mean, std = (np.asarray(a, np.float64).reshape(model.input_shape) for a in scaler)
         x = e.node("Sub", [x, e.init(mean.astype(e.dtype), "scaler_mean")], base="centered")
         x = e.node("Div", [x, e.init(std.astype(e.dtype), "scaler_std")], base="standardized")
-    missing = [n for n in E.topo() if E.op(n) not in EXPORTS and E.op(n) not in LEAF_OPS]
-    if missing:                  # every op without a mapping at once, each at its line
-        diags = [Diagnostic(E.node(n)["span"] or NO_SPAN, f"op '{E.op(n)}' has no ONNX mapping; cannot export",
-                            "netc's ONNX export covers: " + ", ".join(sorted(EXPORTS))) for n in missing]
-        raise MissingExport(diags, source)
-    for n in E.topo():
-        d = E.node(n)
-        op = d["op"]
-        if op == "input":
-            if n != model.input_node:
-                raise NetcError.single(f"the predict graph reads the input '{d['name']}', which ONNX export cannot feed",
-                                       d["span"] or NO_SPAN, source=source)
-            e.names[n] = x
-        elif op == "param":
-            e.names[n] = e.init(np.asarray(params[d["name"]], e.dtype), d["name"])
-        elif op == "const":
-            e.names[n] = e.const(d["attrs"]["value"])
-        elif op in ("target", "state"):
-            raise NetcError.single(f"the predict graph reads the {op} '{d['name']}'", d["span"] or NO_SPAN,
-                                   source=source)
-        else:
-            e.names[n] = EXPORTS[op](e, n, [e.names[i] for i in E.inputs(n)], d["attrs"])
+    emit(e, {model.input_node: x}, params, source)
     out_name = e.fresh(model.output_name or "output")
     e.nodes.append(helper.make_node("Identity", [e.names[out_node]], [out_name], name=e.fresh("n_output")))
     outputs = [_value_info(helper, out_name, e.elem, E.shape(out_node))]
-    graph = helper.make_graph(e.nodes, model.name, inputs, outputs, e.inits)
-    proto = helper.make_model(graph, producer_name="netc", opset_imports=[helper.make_opsetid("", OPSET)],
-                              ir_version=IR_VERSION)
+    proto = e.model(model.name, inputs, outputs)
     proto.doc_string = f"netc model '{model.name}': predict"
     for k, v in (metadata or {}).items():
         entry = proto.metadata_props.add()

@@ -14,6 +14,8 @@ ort = pytest.importorskip("onnxruntime", reason="the ONNX export tests run the f
 
 import netc
 from netc.compiler import export_onnx
+from netc.compiler.ir import Graph
+from netc.compiler.ops import REGISTRY
 from netc.dsl import NetcError
 from netc.runtime import session
 
@@ -138,15 +140,38 @@ def test_an_op_without_a_mapping_names_the_op_and_its_line(monkeypatch):
 
 
 def test_every_registry_op_has_an_export_entry():
-    from netc.compiler.ops import REGISTRY
     assert sorted(set(REGISTRY) - set(export_onnx.EXPORTS)) == []
     assert sorted(set(export_onnx.EXPORTS) - set(REGISTRY)) == []
 
 
-def test_float64_models_export_doubles(tmp_path):
-    model = netc.compile(os.path.join(EXAMPLES, "moons.net"), dtype="float64", seed=0)
-    proto = model.to_onnx()
+def test_float64_models_export_doubles():
+    for src, tol in ((os.path.join(EXAMPLES, "moons.net"), 1e-12), (ACTIVATIONS, 1e-6)):   # gelu's erf: float32
+        model = netc.compile(src, dtype="float64", seed=0)
+        proto = model.to_onnx()
+        onnx.checker.check_model(proto, full_check=True)
+        assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+        X = np.random.default_rng(0).normal(size=(37, model.ir.input_shape[0]))
+        np.testing.assert_allclose(_session(proto).run(None, {"x": X})[0], model.predict(X), rtol=tol, atol=tol)
+
+OP_CASES = [(name, i) for name in sorted(export_onnx.EXPORTS) for i in range(len(REGISTRY[name].cases))]
+
+
+@pytest.mark.parametrize("name,i", OP_CASES)
+def test_every_op_case_runs_in_onnxruntime_like_its_reference(name, i):
+    """Each registry op's ONNX entry, on each of the registry's cases (batch 3 and 1), in
+    float64 against the op's NumPy reference."""
+    case = REGISTRY[name].cases[i]
+    rng = np.random.default_rng(0)
+    G = Graph()
+    ins = [G.leaf("input", f"a{k}", s, dtype="int" if case.is_int(k) else "float") for k, s in enumerate(case.shapes)]
+    n = G.add(name, ins, case.attrs)
+    proto = export_onnx.graph_proto(G, ins, [n], "float64", name)
     onnx.checker.check_model(proto, full_check=True)
-    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
-    X = np.random.default_rng(0).normal(size=(37, 2))
-    np.testing.assert_allclose(_session(proto).run(None, {"x": X})[0], model.predict(X), rtol=1e-12, atol=1e-12)
+    sess = _session(proto)
+    for batch in (3, 1):
+        feeds = [case.sample(k, rng, batch) for k in range(len(ins))]
+        want = REGISTRY[name].ref(*feeds, **case.attrs)
+        got = sess.run(None, {f"a{k}": f for k, f in enumerate(feeds)})[0]
+        assert got.shape == np.shape(want), (got.shape, np.shape(want))
+        tol = 1e-6 if name == "erf" else 1e-12         # float64 erf runs in float32 (docs/cli.md)
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
