@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 import netc
+from netc.compiler.summary import summarize
+from netc.runtime.build import check_source
 
 
 def test_summary_of_xor_counts_params_and_flops_by_hand(run_main, example):
@@ -141,3 +143,13 @@ def test_export_without_onnx_is_a_clear_error(run_main, tmp_path, example, monke
 def test_export_of_a_missing_checkpoint_exits_2(run_main, tmp_path):
     code, _, err = run_main("export", tmp_path / "nothing", "-o", tmp_path / "x.onnx")
     assert code == 2 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", ["xor", "moons", "spiral", "linear", "neuron", "digits"])
+def test_summary_of_every_example_adds_up(name, example):
+    checked, _ = check_source(open(example(name)).read(), example(name))
+    s = summarize(checked.train.forward, checked.train.graph, checked.model, checked.program)
+    assert s.params == sum(int(np.prod(p.shape)) for p in checked.model.params)
+    assert sum(r.param_count for r in s.rows) == s.params          # every param in exactly one row
+    assert sum(r.forward for r in s.rows) == s.forward and sum(r.fixed for r in s.rows) == s.forward_fixed
+    assert s.forward > 0 and s.train > s.forward
