@@ -28,7 +28,7 @@ from netc.dsl.diagnostics import Diagnostic, NetcError
 
 from .ir import LEAF_OPS, Graph
 from .passes import dce
-from .shapes import B, is_batched
+from .shapes import B
 from .values import ModelIR
 
 OPSET = 17           # ONNX default-domain opset: onnxruntime >= 1.12 runs it
@@ -82,16 +82,16 @@ class Emitter:
         return name
 
     def init(self, array: np.ndarray, base: str) -> str:
-        """An initializer holding `array` (its own dtype), shared between equal constants."""
+        """An initializer holding `array` (its own dtype); constants (base "c") are shared."""
         a = np.asarray(array)
         key = (a.dtype.str, a.shape, a.tobytes())
-        if key not in self._consts or base != "c":
-            name = self.fresh(base)
-            self.inits.append(self.numpy_helper.from_array(a, name))
-            if base == "c":
-                self._consts[key] = name
-            return name
-        return self._consts[key]
+        if base == "c" and key in self._consts:
+            return self._consts[key]
+        name = self.fresh(base)
+        self.inits.append(self.numpy_helper.from_array(a, name))
+        if base == "c":
+            self._consts[key] = name
+        return name
 
     def const(self, value: float) -> str:
         """A scalar constant of the model's float type."""

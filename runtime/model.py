@@ -243,13 +243,16 @@ class Model:
         """The predict graph as an onnx ModelProto: a dynamic batch dimension, input and output
         named as in the .net file, the standardization folded in (it takes raw features), the
         params as initializers in the model's dtype, and metadata: netc version, the source's
-        sha256, the class names (JSON; output column k is class k). Needs `pip install 'netc[onnx]'`."""
+        sha256, for a classifier the class names and the output's columns (JSON). Needs `pip install 'netc[onnx]'`."""
         meta = {"netc_version": NETC_VERSION, "source_sha256": checkpoint.source_hash(self.source),
                 "model": self.name, "dtype": str(self.dtype), "output": self.ir.output_name,
                 "standardized_inside": "true" if self.scaler is not None else "false"}
         if self.is_classifier():
-            names = self.classes or [str(i) for i in range(self.num_classes())]
-            meta["classes"] = json.dumps(list(names))
+            names = list(self.classes or [str(i) for i in range(self.num_classes())])
+            width = int(np.prod(self.ir.graph.shape(self.ir.output)[1:])) if self.ir.output is not None else 0
+            meta["classes"] = json.dumps(names)
+            # what each output column is: p of every class, or (one sigmoid column) p of the second
+            meta["columns"] = json.dumps([f"p_{n}" for n in names] if width == len(names) else [f"p_{names[-1]}"])
         return export_onnx.to_onnx(self.artifact.graph, self.ir, self._params, self.dtype, self.scaler, meta,
                                    self.source)
 

@@ -78,6 +78,12 @@ def test_exported_model_checks_and_matches_predict(trained, tmp_path):
                if t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE))
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["netc_version"] == netc.__version__ and len(meta["source_sha256"]) == 64
+    if model.name == "neuron":          # one sigmoid column: the probability of class 1
+        assert json.loads(meta["columns"]) == ["p_1"] and json.loads(meta["classes"]) == ["0", "1"]
+    elif model.name == "moons":
+        assert json.loads(meta["columns"]) == ["p_0", "p_1"]
+    elif model.name == "linear":
+        assert "classes" not in meta
     sess = _session(proto)
     rng = np.random.default_rng(0)
     Xs = X[rng.choice(len(X), 100, replace=len(X) < 100)].astype(np.float32)
