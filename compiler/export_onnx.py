@@ -216,10 +216,18 @@ def emit(e: Emitter, inputs: Dict[int, str], params: Dict[str, np.ndarray], sour
         diags = [Diagnostic(E.node(n)["span"] or NO_SPAN, f"op '{E.op(n)}' has no ONNX mapping; cannot export",
                             "netc's ONNX export covers: " + ", ".join(sorted(EXPORTS))) for n in missing]
         raise MissingExport(diags, source)
+    dense = _dense_biases(E)
+    skip = set(dense.values())
     for n in E.topo():
         d = E.node(n)
         op = d["op"]
-        if op == "input" and n in inputs:
+        if n in skip:
+            continue
+        if n in dense:               # matmul + bias: one Gemm with C
+            m = dense[n]
+            bias = next(i for i in E.inputs(n) if i != m)
+            e.names[n] = _matmul(e, m, [e.names[i] for i in E.inputs(m)] + [e.names[bias]], E.attrs(m))
+        elif op == "input" and n in inputs:
             e.names[n] = inputs[n]
         elif op == "param":
             e.names[n] = e.init(np.asarray(params[d["name"]], e.dtype), d["name"])
@@ -230,6 +238,23 @@ def emit(e: Emitter, inputs: Dict[int, str], params: Dict[str, np.ndarray], sour
                                    d["span"] or NO_SPAN, source=source)
         else:
             e.names[n] = EXPORTS[op](e, n, [e.names[i] for i in E.inputs(n)], d["attrs"])
+
+
+def _dense_biases(E: Graph) -> Dict[int, int]:
+    """add node -> the matmul it adds a bias to, where the two become one Gemm (A, B, C): the
+    matmul has no other user and the bias is a vector over the product's columns (or a scalar),
+    as PyTorch exports a linear layer."""
+    out = {}
+    for a in E.nodes_with(op="add"):
+        ops = E.inputs(a)
+        for k, m in enumerate(ops):
+            other = ops[1 - k]
+            if E.op(m) == "matmul" and m != other and len(set(E.users(m))) == 1 and E.outputs.get("output") != m \
+                    and E.g.number_of_edges(m, a) == 1 and E.shape(a) == E.shape(m) \
+                    and E.shape(other) in ((), (E.shape(m)[-1],), (1, E.shape(m)[-1])):
+                out[a] = m
+                break
+    return out
 
 
 def graph_proto(G: Graph, inputs: List[int], outputs: List[int], dtype="float32", name: str = "graph"):

@@ -181,3 +181,13 @@ def test_every_op_case_runs_in_onnxruntime_like_its_reference(name, i):
         assert got.shape == np.shape(want), (got.shape, np.shape(want))
         tol = 1e-6 if name == "erf" else 1e-12         # float64 erf runs in float32 (docs/cli.md)
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+def test_digits_exports_its_predict_graph_only_with_dense_layers_as_gemm():
+    proto = netc.compile(os.path.join(EXAMPLES, "digits.net"), seed=0).to_onnx()
+    ops = [n.op_type for n in proto.graph.node]
+    # three dense layers (bias folded into Gemm's C), two relus, the softmax: the auxiliary head,
+    # the losses and the target are not there
+    assert ops == ["Gemm", "Max", "Gemm", "Max", "Gemm", "Softmax", "Identity"]
+    assert all(len(n.input) == 3 for n in proto.graph.node if n.op_type == "Gemm")
+    assert sorted(t.name for t in proto.graph.initializer if "aux" in t.name) == []
