@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import netc
+from netc.compiler import export_onnx
 from netc.compiler.summary import summarize
 from netc.runtime.build import check_source
 
@@ -153,3 +154,14 @@ def test_summary_of_every_example_adds_up(name, example):
     assert sum(r.param_count for r in s.rows) == s.params          # every param in exactly one row
     assert sum(r.forward for r in s.rows) == s.forward and sum(r.fixed for r in s.rows) == s.forward_fixed
     assert s.forward > 0 and s.train > s.forward
+
+
+@onnx_needed
+def test_export_of_an_op_without_a_mapping_exits_2_at_its_line(run_main, tmp_path, example, monkeypatch):
+    code, _, err = run_main("train", example("xor"), "--epochs", "1", "--out", tmp_path / "r", "--quiet")
+    assert code == 0, err
+    monkeypatch.delitem(export_onnx.EXPORTS, "sigmoid")
+    code, out, err = run_main("export", tmp_path / "r", "-o", tmp_path / "x.onnx")
+    assert code == 2 and "Traceback" not in err
+    assert "xor.net:10:" in err and "op 'sigmoid' has no ONNX mapping" in err and "h     = sigmoid(h_pre)" in err
+    assert not (tmp_path / "x.onnx").exists()
