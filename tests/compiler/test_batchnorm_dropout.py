@@ -208,3 +208,18 @@ def test_rate_out_of_range_is_a_located_error():
     with pytest.raises(netc.NetcError if hasattr(netc, "NetcError") else Exception) as e:
         netc.compile(DROP.format(rate=1.5))
     assert "rate of dropout" in str(e.value) and ":6:" in str(e.value)
+
+
+def test_show_optimized_prints_both_views_and_no_phase_reaches_the_kernels():
+    from netc.compiler.frontend import check, kernels_source
+    from netc.compiler.show import stage
+    from netc.dsl import parse
+    src = FEATURES.format(opt="sgd(lr=0.1)", mom=0.1).replace("h = relu(", "h = dropout(relu(").replace(
+        "momentum=0.1))", "momentum=0.1)), 0.5)")
+    text = stage(parse(src), "optimized")
+    train, _, predict = text.partition("# optimized predict graph")
+    assert "# optimized train_step graph" in train and "dropout_mask(" in train and "reduce_mean(" in train
+    assert predict and "dropout_mask(" not in predict and "running_mean" in predict
+    assert "update:h.batchnorm.running_var" in train and "update:" not in predict
+    for device in ("cpu",):
+        assert "phase" not in kernels_source(check(parse(src)), device, "float64")
