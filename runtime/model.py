@@ -53,7 +53,8 @@ class Model:
 
     @property
     def params(self) -> "ParamView":
-        """name -> array; assign with model.params["W"] = array (shape checked)."""
+        """name -> array; assign with model.params["W"] = array (shape checked). Includes the
+        buffers (batchnorm's running statistics, dropout's seed: `ParamInfo.trainable` false)."""
         return ParamView(self._params, self.dtype)
 
     @property
@@ -234,8 +235,9 @@ class Model:
         checkpoint.save(self, path)
 
     def __repr__(self):
-        n = sum(a.size for a in self._params.values())
-        return f"<netc.Model '{self.name}': {len(self._params)} params, {n} numbers, {self.artifact.dtype}>"
+        trained = [p.name for p in self.ir.params if p.trainable]      # buffers aside
+        n = sum(self._params[k].size for k in trained)
+        return f"<netc.Model '{self.name}': {len(trained)} params, {n} numbers, {self.artifact.dtype}>"
 
 
 class ParamView(dict):

@@ -223,3 +223,17 @@ def test_show_optimized_prints_both_views_and_no_phase_reaches_the_kernels():
     assert "update:h.batchnorm.running_var" in train and "update:" not in predict
     for device in ("cpu",):
         assert "phase" not in kernels_source(check(parse(src)), device, "float64")
+
+
+@pytest.mark.parametrize("off", ["dce", "fuse"])
+def test_switching_off_dce_or_fuse_changes_nothing(off):
+    src = FEATURES.format(opt="sgd(lr=0.1, momentum=0.9)", mom=0.1).replace("h = relu(", "h = dropout(relu(").replace(
+        "momentum=0.1))", "momentum=0.1)), 0.5)")
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, 5)), rng.integers(0, 3, 40)
+    got = []
+    for disabled in ((), (off,)):
+        m = netc.compile(src, dtype="float64", seed=0, disabled_passes=disabled)
+        m.fit(X, y, epochs=2, batch=8, shuffle=False)
+        got.append(np.concatenate([m.predict(X).ravel()] + [v.ravel() for v in m.params.values()]))
+    np.testing.assert_allclose(got[1], got[0], rtol=1e-12, atol=1e-12)
