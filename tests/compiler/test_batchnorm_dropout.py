@@ -311,3 +311,23 @@ def test_mistakes_are_located_errors(stmt, msg, line):
     with pytest.raises(NetcError) as e:
         netc.compile(src)
     assert msg in str(e.value) and f":{line}:" in str(e.value), str(e.value)
+
+
+def test_a_divergence_after_dropout_is_named_as_the_forward_op(tmp_path):
+    """dropout's mask reads the step count; the node after it is still forward, not update."""
+    from netc.runtime.diverge import TrainingDiverged
+    f = tmp_path / "bad.net"
+    f.write_text("""model bad
+input x[2]
+target t[1]
+param w[1, 2] = 1
+z = dropout(w @ x, 0.1)
+r = log(z)
+loss mse(r, t)
+optimizer sgd(lr=0.01)
+""")
+    m = netc.compile(str(f))
+    X = np.array([[-1.0, -2.0]] * 16)
+    with pytest.raises(TrainingDiverged) as err:
+        m.fit(X, np.ones((16, 1)), epochs=1, batch=8, shuffle=False)
+    assert err.value.origin["kind"] == "forward" and err.value.origin["op"] == "log", err.value.origin
