@@ -421,8 +421,9 @@ def _dropout(c):
         c.error(f"dropout needs a per-sample value, got {fmt_shape(G.shape(x))}", arg="x")
     if rate == 0.0:
         return Tensor(x)
-    # the layer's key: an integer drawn from the model's seed when the params are initialized
-    # (exact in float32), saved with the params, so a resumed run draws the same masks
+    # the layer's key: a number in [0, 2**24) drawn from the model's seed when the params are
+    # initialized (its integer part is the key), saved with the params, so a resumed run
+    # draws the same masks
     seed = c.new_buffer("seed", (1,), InitSpec("uniform", (0.0, float(2 ** 24))))
     mask = G.add("dropout_mask", [x, seed, c.step()], {"rate": rate})
     return Tensor(G.add("phase", [G.add("mul", [x, mask]), x], span=c.span))
