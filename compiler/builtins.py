@@ -363,12 +363,12 @@ BUILTINS["l1"] = Builtin(_norm("l1"), [("of", REQUIRED)], "sum of absolute value
 # statistics, updates the running ones and draws dropout masks; evaluate and predict use the
 # running statistics and no dropout.
 @builtin("batchnorm", [("x", REQUIRED), ("momentum", 0.1), ("eps", 1e-5)],
-         "batch normalization: per channel of [C, H, W], per feature of [n] (PyTorch's BatchNorm)")
+         "batch normalization: per channel of [C, H, W] (the first axis of any per-sample shape), per feature of [n] (PyTorch's BatchNorm)")
 def _batchnorm(c):
     G, x = c.G, c.tensor("x")
     s = G.shape(x)
     ps = per_sample(s)
-    if not is_batched(s) or len(ps) not in (1, 3):
+    if not is_batched(s) or not ps:
         c.error(f"batchnorm needs a per-sample [n] or [C, H, W] value, got {fmt_shape(s)}", arg="x",
                 hint="batchnorm normalizes over the batch: give it a layer's output")
     momentum, eps = c.number("momentum"), c.number("eps")
@@ -384,7 +384,7 @@ def _batchnorm(c):
     rvar = c.new_buffer("running_var", (C,), InitSpec("ones"))
 
     def bcast(v):                                               # [C] -> [C, 1, 1] against [B, C, H, W]
-        return v if len(ps) == 1 else G.add("reshape", [v], {"shape": (C, 1, 1)})
+        return v if len(ps) == 1 else G.add("reshape", [v], {"shape": (C,) + (1,) * (len(ps) - 1)})
 
     def normalize(mean, inv_std):
         d = G.add("sub", [x, bcast(mean)])

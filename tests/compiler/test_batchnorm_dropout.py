@@ -298,6 +298,7 @@ def test_steady_state_step_with_batchnorm_and_dropout_allocates_nothing():
 
 BAD = [
     ("param M[4, 5]\nz = batchnorm(M)", "batchnorm needs a per-sample [n] or [C, H, W] value", 5),
+    ("z = batchnorm(sum(x))", "batchnorm needs a per-sample [n] or [C, H, W] value", 4),
     ("z = batchnorm(dense(x, 4), momentum=2)", "the momentum of batchnorm must be in [0, 1]", 4),
     ("z = batchnorm(dense(x, 4), eps=0)", "the eps of batchnorm must be positive", 4),
     ("param w[4]\nz = dropout(w, 0.5)", "dropout needs a per-sample value", 5),
@@ -331,3 +332,30 @@ optimizer sgd(lr=0.01)
     with pytest.raises(TrainingDiverged) as err:
         m.fit(X, np.ones((16, 1)), epochs=1, batch=8, shuffle=False)
     assert err.value.origin["kind"] == "forward" and err.value.origin["op"] == "log", err.value.origin
+
+
+def test_sequence_input_is_per_channel_as_batchnorm1d():
+    """[C, L] per sample: statistics over the batch and L, as torch's BatchNorm1d on (N, C, L)."""
+    model = netc.compile("""model seq
+input  s[3, 5]
+target t[1]
+param V[3, 5] = normal(0, 0.5)
+o = sum(batchnorm(s) * V)
+loss mean(square(o - t))
+output o
+optimizer sgd(lr=0.1)
+""", dtype="float64", seed=2)
+    rng = np.random.default_rng(3)
+    X, t = rng.standard_normal((12, 15)) * 2 + 0.5, rng.standard_normal((12, 1))
+    p = {k: v.copy() for k, v in model.params.items()}
+    bn = _bn_torch(p, "o.batchnorm", 3, 0.1, 1e-5, 1)
+    V = torch.tensor(p["V"], requires_grad=True)
+    topt = torch.optim.SGD(list(bn.parameters()) + [V], lr=0.1)
+    Xt, tt = torch.tensor(X).reshape(12, 3, 5), torch.tensor(t[:, 0])
+    for i in range(0, 12, 4):
+        topt.zero_grad()
+        torch.nn.functional.mse_loss((bn(Xt[i:i + 4]) * V).sum(dim=(1, 2)), tt[i:i + 4]).backward()
+        topt.step()
+    model.fit(X, t, epochs=1, batch=4, shuffle=False)
+    np.testing.assert_allclose(model.params["V"], V.detach().numpy(), rtol=1e-6, atol=1e-6)
+    _check_state(model, "o.batchnorm", bn)
