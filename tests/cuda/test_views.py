@@ -93,3 +93,27 @@ def test_kernels_compile_to_ptx_for_cc_90(pair):
     r = subprocess.run([sys.executable, "-c", PTX, SOURCE], env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-6000:]
     assert "compiled" in r.stdout
+
+
+def test_train_epoch_equals_the_cpu_steps(pair):
+    """The epoch path (data on the device, batches gathered there) draws the same masks and
+    updates the same running statistics as the CPU's train steps."""
+    cpu, gpu = pair
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((20, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 20)
+    order = rng.permutation(20)
+    p1 = [cpu.params[p.name].copy() for p in cpu.ir.params]
+    s1 = [np.zeros_like(cpu.params[s.param]) for s in gpu.states]
+    p2, s2 = [a.copy() for a in p1], [a.copy() for a in s1]
+    terms, outs, losses = [], [], np.zeros(1)
+    for step, i in enumerate(range(0, 20, 8), start=1):
+        idx = order[i:i + 8]
+        outs.append(cpu.artifact.train_step(X[idx], y[idx], np.float32(0.01), np.float32(step), p1, s1, losses))
+        terms.append(losses.copy())
+    got_terms, got_outs = gpu.train_epoch(X, y, 8, np.float32(0.01), 0, p2, s2, order=order)
+    gpu.release()
+    close(got_terms, np.array(terms), "loss terms of each batch")
+    close(got_outs, np.concatenate(outs), "outputs")
+    for a, b in zip(p2 + s2, p1 + s1):
+        close(a, b, "params, buffers and state after the epoch")
