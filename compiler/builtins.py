@@ -323,7 +323,7 @@ def _param_set(c: Call) -> List[int]:
     if isinstance(v, Ref) and v.name == "weights":
         return [p.node for p in c.params if p.is_weight]
     if isinstance(v, Ref) and v.name == "params":
-        return [p.node for p in c.params]
+        return [p.node for p in c.params if p.trainable]
     if isinstance(v, list):
         out = []
         for item, span in zip(v, c.item_spans("of", len(v))):
@@ -355,3 +355,75 @@ def _norm(kind):
 
 BUILTINS["l2"] = Builtin(_norm("l2"), [("of", REQUIRED)], "sum of squares of the params (weights: matrices only)")
 BUILTINS["l1"] = Builtin(_norm("l1"), [("of", REQUIRED)], "sum of absolute values of the params")
+
+
+# ------------------------------------------------------------------ batch normalization, dropout
+# Both have a train view and a predict view, joined by a `phase(train, predict)` node that the
+# compiler resolves per entry point (traingraph.view): the train step normalizes with batch
+# statistics, updates the running ones and draws dropout masks; evaluate and predict use the
+# running statistics and no dropout.
+@builtin("batchnorm", [("x", REQUIRED), ("momentum", 0.1), ("eps", 1e-5)],
+         "batch normalization: per channel of [C, H, W] (the first axis of any per-sample shape), per feature of [n] (PyTorch's BatchNorm)")
+def _batchnorm(c):
+    G, x = c.G, c.tensor("x")
+    s = G.shape(x)
+    ps = per_sample(s)
+    if not is_batched(s) or not ps:
+        c.error(f"batchnorm needs a per-sample [n] or [C, H, W] value, got {fmt_shape(s)}", arg="x",
+                hint="batchnorm normalizes over the batch: give it a layer's output")
+    momentum, eps = c.number("momentum"), c.number("eps")
+    if not 0.0 <= momentum <= 1.0:
+        c.error("the momentum of batchnorm must be in [0, 1]", arg="momentum")
+    if eps <= 0:
+        c.error("the eps of batchnorm must be positive", arg="eps")
+    C = ps[0]
+    axes = (0,) + tuple(range(2, len(s)))                      # the batch and the spatial axes
+    gamma = c.new_param("gamma", (C,), InitSpec("ones"))
+    beta = c.new_param("beta", (C,), InitSpec("zeros"))
+    rmean = c.new_buffer("running_mean", (C,), InitSpec("zeros"))
+    rvar = c.new_buffer("running_var", (C,), InitSpec("ones"))
+
+    def bcast(v):                                               # [C] -> [C, 1, 1] against [B, C, H, W]
+        return v if len(ps) == 1 else G.add("reshape", [v], {"shape": (C,) + (1,) * (len(ps) - 1)})
+
+    def normalize(mean, inv_std):
+        d = G.add("sub", [x, bcast(mean)])
+        return G.add("add", [G.add("mul", [d, bcast(G.add("mul", [inv_std, gamma]))]), bcast(beta)])
+
+    def inv_std(var):
+        return G.add("div", [G.const(1.0), G.add("sqrt", [G.add("add", [var, G.const(eps)])])])
+
+    # train view: batch statistics (biased variance normalizes; the unbiased one is kept)
+    mean = G.add("reduce_mean", [x], {"axes": axes})
+    d = G.add("sub", [x, G.add("expand", [mean, x], {"axes": axes})])
+    var = G.add("reduce_mean", [G.add("mul", [d, d])], {"axes": axes})
+    train = G.add("add", [G.add("mul", [d, G.add("expand", [G.add("mul", [inv_std(var), gamma]), x], {"axes": axes})]),
+                          G.add("expand", [beta, x], {"axes": axes})])
+    n = G.add("size", [x], {"axes": axes})
+    unbiased = G.add("mul", [var, G.add("div", [n, G.add("maximum", [G.add("sub", [n, G.const(1.0)]), G.const(1.0)])])])
+    keep, new = G.const(1.0 - momentum), G.const(momentum)
+    c.update(rmean, G.add("add", [G.add("mul", [rmean, keep]), G.add("mul", [mean, new])]))
+    c.update(rvar, G.add("add", [G.add("mul", [rvar, keep]), G.add("mul", [unbiased, new])]))
+    # predict view: the running statistics
+    predict = normalize(rmean, inv_std(rvar))
+    return Tensor(G.add("phase", [train, predict], span=c.span))
+
+
+@builtin("dropout", [("x", REQUIRED), ("rate", REQUIRED)],
+         "inverted dropout: while training each element is zeroed with probability rate and the rest scaled by 1/(1-rate)")
+def _dropout(c):
+    G, x = c.G, c.tensor("x")
+    rate = c.number("rate")
+    if not 0.0 <= rate < 1.0:
+        c.error(f"the rate of dropout must be in [0, 1), got {rate:g}", arg="rate",
+                hint="rate is the probability of dropping an element: 0.5 drops half")
+    if not is_batched(G.shape(x)):
+        c.error(f"dropout needs a per-sample value, got {fmt_shape(G.shape(x))}", arg="x")
+    if rate == 0.0:
+        return Tensor(x)
+    # the layer's key: a number in [0, 2**24) drawn from the model's seed when the params are
+    # initialized (its integer part is the key), saved with the params, so a resumed run
+    # draws the same masks
+    seed = c.new_buffer("seed", (1,), InitSpec("uniform", (0.0, float(2 ** 24))))
+    mask = G.add("dropout_mask", [x, seed, c.step()], {"rate": rate})
+    return Tensor(G.add("phase", [G.add("mul", [x, mask]), x], span=c.span))

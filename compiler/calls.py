@@ -19,6 +19,7 @@ from netc.dsl.diagnostics import did_you_mean
 
 from . import batching
 from .ir import Graph
+from .optim import step_leaf
 from .values import InitSpec, ParamInfo, Ref, TargetInfo, Tensor, describe, is_number
 
 REQUIRED = object()      # the default of a required argument in a signature
@@ -35,7 +36,7 @@ class Host(Protocol):
     def error(self, span, msg, hint=None) -> None: ...       # records the error; does not return
     def warn(self, span, msg, hint=None) -> None: ...
     def float_tensor(self, node: int, expr) -> int: ...
-    def new_param(self, name: str, shape, init: InitSpec, span) -> int: ...
+    def new_param(self, name: str, shape, init: InitSpec, span, trainable: bool = True) -> int: ...
     def call_prefix(self, what: str) -> str: ...
     def eval_init(self, scope, expr, default: InitSpec) -> InitSpec: ...
     def record_loss(self, prediction: int, kind: str) -> None: ...
@@ -150,6 +151,22 @@ class Call:
         if self._prefix is None:
             self._prefix = self._host.call_prefix(self.name)
         return self._host.new_param(f"{self._prefix}.{local}", tuple(shape), init, self._expr.span)
+
+    def new_buffer(self, local: str, shape: Sequence[int], init: InitSpec) -> int:
+        """A buffer of this call, named like its params (`bn.batchnorm.running_mean`): model
+        state that the train step may update (through `update`) but that has no gradient, no
+        optimizer update and no regularization; saved, loaded and resumed with the params."""
+        if self._prefix is None:
+            self._prefix = self._host.call_prefix(self.name)
+        return self._host.new_param(f"{self._prefix}.{local}", tuple(shape), init, self._expr.span, trainable=False)
+
+    def step(self) -> int:
+        """The train step's 1-based step count (a scalar input of the train step)."""
+        return step_leaf(self.G)
+
+    def update(self, buffer: int, value: int) -> None:
+        """The train step assigns `value` to `buffer` (evaluate and predict leave it as is)."""
+        self.G.outputs[f"update:{self.G.node(buffer)['name']}"] = value
 
     def record_loss(self, prediction: int) -> None:
         """Records that this loss function compares `prediction` (for the default output)."""

@@ -277,9 +277,10 @@ class Elaborator:
             init = default
         return Tensor(self.new_param(scope.qualify(st.name), shape, init, st.span))
 
-    def new_param(self, name: str, shape, init: InitSpec, span) -> int:
+    def new_param(self, name: str, shape, init: InitSpec, span, trainable: bool = True) -> int:
         node = self.G.leaf("param", name, tuple(shape), span=span)
-        self.params.append(ParamInfo(name, tuple(shape), init, node, span, is_weight=len(shape) >= 2))
+        self.params.append(ParamInfo(name, tuple(shape), init, node, span, is_weight=trainable and len(shape) >= 2,
+                                     trainable=trainable))
         self.param_names[name] = node
         return node
 

@@ -540,3 +540,67 @@ register(Op("pad", 1, _pad_shape, _pad_ref,
                                                   "stop": G.attrs(n)["before"] + G.shape(G.inputs(n)[0])[G.attrs(n)["axis"]]})],
             [Case([(B, 2)], {"axis": 1, "before": 1, "after": 2}), Case([(2, 3)], {"axis": 0, "before": 0, "after": 1})],
             doc="zeros added before and after along `axis` (the adjoint of slice)"))
+
+
+# ------------------------------------------------------------------ train and predict views, dropout
+# `phase(t, e)`: the value `t` in the train step and `e` in evaluate/predict. The compiler
+# picks one operand per entry point (`traingraph.view`), so no kernel ever sees a phase node;
+# its reference and lowerings (the train operand) exist for the oracle and the table tests.
+def _phase_shape(shapes, attrs):
+    if tuple(shapes[0]) != tuple(shapes[1]):
+        raise ShapeError(f"phase operands differ: {fmt_shape(shapes[0])} and {fmt_shape(shapes[1])}")
+    return tuple(shapes[0])
+
+
+register(Op("phase", 2, _phase_shape, lambda t, e: np.array(t, copy=True), lambda G, n, g: [g, None],
+            [Case([(B, 3), (B, 3)]), Case([(2, 3), (2, 3)])],
+            doc="the train view's operand (first) or the predict view's (second), chosen per entry point"))
+
+# dropout's mask: a counter-based generator (no state but the key): the element at flat index
+# k of the step `step` keeps its value iff hash(seed, step, k) / 2**32 >= rate. The hash is
+# three rounds of a 32-bit integer mixer in 64-bit arithmetic (every product < 2**63), the
+# same in NumPy here, in the CPU's @njit helper and in the CUDA device function, so a resumed
+# run and the GPU draw the same masks.
+MIX_M1, MIX_M2, MASK32 = 0x7FEB352D, 0x4F6CDD1D, 0xFFFFFFFF
+
+
+def mix32(x):
+    """The 32-bit mixer on int64 values (scalars or arrays) in [0, 2**32)."""
+    x = x ^ (x >> 16)
+    x = (x * MIX_M1) & MASK32
+    x = x ^ (x >> 15)
+    x = (x * MIX_M2) & MASK32
+    return x ^ (x >> 16)
+
+
+def dropout_keep_ref(seed, step, flat):
+    """The uniform number in [0, 1) of each element (int64 flat indices) of one step."""
+    h = mix32(np.int64(int(seed)) & MASK32)
+    h = mix32(h ^ (np.int64(int(step)) & MASK32))
+    return mix32(h ^ (np.asarray(flat, np.int64) & MASK32)) * (2.0 ** -32)
+
+
+def dropout_threshold(rate: float) -> int:
+    """The integer form of the test hash / 2**32 >= rate: hash >= ceil(rate 2**32) (exact)."""
+    return int(np.ceil(rate * 2.0 ** 32))
+
+
+def _dropmask_shape(shapes, attrs):
+    like, seed, step = shapes
+    if tuple(seed) != (1,) or tuple(step) != ():
+        raise ShapeError(f"dropout_mask needs a seed [1] and a scalar step, got {fmt_shape(seed)}, {fmt_shape(step)}")
+    if not 0.0 <= attrs["rate"] < 1.0:
+        raise ShapeError(f"dropout rate {attrs['rate']} not in [0, 1)")
+    return tuple(like)
+
+
+def _dropmask_ref(like, seed, step, rate):
+    u = dropout_keep_ref(np.asarray(seed).reshape(-1)[0], step, np.arange(np.size(like)))
+    return np.where(u >= rate, 1.0 / (1.0 - rate), 0.0).reshape(np.shape(like))
+
+
+# the mask does not depend on the values of `like` (only on its shape): no gradient flows
+register(Op("dropout_mask", 3, _dropmask_shape, _dropmask_ref, lambda G, n, g: [None, None, None],
+            [Case([(B, 5), (1,), ()], {"rate": 0.5}, ["real", "pos", "pos"]),
+             Case([(B, 2, 3, 3), (1,), ()], {"rate": 0.25}, ["real", "pos", "pos"])],
+            doc="inverted dropout's mask of `like`'s shape: 0 or 1/(1-rate), keyed by (seed, step, flat index)"))

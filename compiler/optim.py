@@ -115,13 +115,21 @@ RULES: Dict[str, Callable] = {
 }
 
 
+def step_leaf(G: Graph) -> int:
+    """The train step's 1-based step count, a scalar input (one leaf, shared with dropout)."""
+    for n in G.g.nodes:
+        if G.op(n) == "input" and G.node(n)["name"] == "step":
+            return n
+    return G.leaf("input", "step", ())
+
+
 def add_update(G: Graph, optimizer: str, args: dict, grads: Dict[int, int]) -> List[Tuple[str, int, str]]:
     """Add the update of every param (grads: param node -> gradient node) to G, as outputs
     "update:NAME". Returns the optimizer's state leaves as (name, node, param name)."""
     a = dict(OPTIMIZER_ARGS[optimizer])
     a.update(args)
     lr = G.leaf("input", "lr", ())
-    t = G.leaf("input", "step", ())
+    t = step_leaf(G)
     u = Updater(G, lr, t)
     for p, g in grads.items():
         RULES[optimizer](u, p, g, G.node(p)["name"], a)

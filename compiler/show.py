@@ -87,6 +87,11 @@ def stage(program: A.Program, which: str, dtype: str = "float32", disabled=(), d
         parts = [report_text(report, disabled)]
         E = graphs.get("train_step") or graphs.get("predict") or G
         parts.append(graph_text(E, f"optimized {E.entry or 'train'} graph (rewrites fired: {fired})"))
+        view = graphs.get("predict") or graphs.get("evaluate")
+        if view is not None and E is not view and any(G.op(n) == "phase" for n in G.g.nodes):
+            # batchnorm / dropout: the other view of the same file
+            parts.append(graph_text(view, f"optimized {view.entry} graph (the predict view: running "
+                                          f"statistics, no dropout)"))
         for name, E in graphs.items():
             parts.append(plan_text(E))
         return "\n".join(parts)

@@ -64,7 +64,7 @@ def build(model: ModelIR, disabled=(), verify_each: bool = False) -> TrainGraph:
         for loss in model.losses[1:]:
             total = G.add("add", [total, G.outputs[f"loss:{loss.name}"]])
         G.outputs["loss"] = total
-        params = [p.node for p in model.params]
+        params = [p.node for p in model.params if p.trainable]     # buffers have no gradient
         G.backward_from = G.next_id         # node ids from here on: the gradient
         grads = grad(G, total, params)
         G.update_from = G.next_id           # ... and from here on: the update
@@ -78,6 +78,19 @@ def build(model: ModelIR, disabled=(), verify_each: bool = False) -> TrainGraph:
 
 
 ENTRY_POINTS = ("train_step", "evaluate", "predict")
+
+
+def view(G: Graph, entry: str) -> int:
+    """The train or the predict view of a graph, in place: every `phase(t, e)` node becomes its
+    operand `t` in the train step and `e` in evaluate and predict (batchnorm's batch or running
+    statistics, dropout's mask or none). Not a pass: it is what the entry point means, so it
+    cannot be switched off; the operand left unused is dropped by dce. Returns how many."""
+    k = 1 if entry != "train_step" else 0
+    phases = [n for n in G.g.nodes if G.op(n) == "phase"]
+    for n in phases:
+        G.replace_uses(n, G.inputs(n)[k])
+        G.g.remove_node(n)
+    return len(phases)
 
 
 def arg_name(G: Graph, n: int) -> str:
@@ -105,6 +118,7 @@ def entry_graphs(model: ModelIR, G: Graph, rules: Rules, disabled=(), verify_eac
         if name == "predict" and "output" not in G.outputs:
             continue
         E = G.cut(name, {k: v for k, v in G.outputs.items() if keep[name](k)})
+        view(E, name)
         for k, v in P.run(E, P.ENTRY, disabled, verify_each, rules).items():
             report[k] = report.get(k, 0) + v
         graphs[name] = E

@@ -64,6 +64,8 @@ class ParamInfo:
     node: int
     span: A.Span
     is_weight: bool          # a matrix (regularized by l2(weights)); biases are not
+    trainable: bool = True   # False: a buffer (batchnorm's running statistics, dropout's seed):
+                             # no gradient, no optimizer update, never regularized; saved like a param
 
 
 @dataclass

@@ -302,10 +302,13 @@ def cmd_check(args) -> int:
     ir = check_source(source, file)[0].model
     for w in ir.warnings:
         print(render(w, source), file=sys.stderr)
-    numbers = sum(int(np.prod(p.shape)) for p in ir.params)
-    print(f"{args.file}: ok: model '{ir.name}', {numbers} params in {len(ir.params)} "
-          f"tensor{'s' if len(ir.params) != 1 else ''}, "
-          f"{len(ir.losses)} loss term{'s' if len(ir.losses) != 1 else ''}")
+    trained = [p for p in ir.params if p.trainable]
+    numbers = sum(int(np.prod(p.shape)) for p in trained)
+    buffers = len(ir.params) - len(trained)         # batchnorm's running statistics, dropout's seed
+    print(f"{args.file}: ok: model '{ir.name}', {numbers} params in {len(trained)} "
+          f"tensor{'s' if len(trained) != 1 else ''}, "
+          + (f"{buffers} buffer{'s' if buffers != 1 else ''}, " if buffers else "")
+          + f"{len(ir.losses)} loss term{'s' if len(ir.losses) != 1 else ''}")
     return 0
 
 

@@ -51,7 +51,10 @@ def _classify(G, n: int):
 
 
 def _after_lr(G, n: int) -> bool:
-    """Whether n depends on the learning rate, the step count or an optimizer state."""
+    """Whether n depends on the learning rate, the step count or an optimizer state (the
+    step count only in the update: dropout's masks read it in the forward pass)."""
+    if G.update_from is not None and n < G.update_from:
+        return False
     for a in G.topo([n]):
         d = G.node(a)
         if d["op"] == "state" or (d["op"] == "input" and d.get("name") in ("lr", "step")):

@@ -58,7 +58,8 @@ class Model:
 
     @property
     def params(self) -> "ParamView":
-        """name -> array; assign with model.params["W"] = array (shape checked)."""
+        """name -> array; assign with model.params["W"] = array (shape checked). Includes the
+        buffers (batchnorm's running statistics, dropout's seed: `ParamInfo.trainable` false)."""
         return ParamView(self._params, self.dtype)
 
     @property
@@ -272,8 +273,11 @@ class Model:
         return S.summarize(self.artifact.forward, self.artifact.graph, self.ir, parse(self.source, self.file))
 
     def __repr__(self):
-        n = sum(a.size for a in self._params.values())
-        return f"<netc.Model '{self.name}': {n} params in {len(self._params)} tensors, {self.artifact.dtype}>"
+        trained = [p.name for p in self.ir.params if p.trainable]      # buffers aside
+        n = sum(self._params[k].size for k in trained)
+        buffers = len(self.ir.params) - len(trained)
+        extra = f", {buffers} buffer{'s' if buffers != 1 else ''}" if buffers else ""
+        return f"<netc.Model '{self.name}': {n} params in {len(trained)} tensors{extra}, {self.artifact.dtype}>"
 
 
 class ParamView(dict):

@@ -23,3 +23,23 @@ def rowextreme(x2, largest):
             m = max(m, x2[i, j]) if largest else min(m, x2[i, j])
         out[i] = m
     return out
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mix32(x):
+    """The 32-bit mixer of `ops.mix32` on an int64 in [0, 2**32) (products stay < 2**63)."""
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & 0xFFFFFFFF
+    x = x ^ (x >> 15)
+    x = (x * 0x4F6CDD1D) & 0xFFFFFFFF
+    return x ^ (x >> 16)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def dropout_keep(seed, step, flat, threshold):
+    """Whether inverted dropout keeps element `flat` in step `step` (ops.dropout_keep_ref):
+    its hash >= threshold = ceil(rate 2**32), i.e. hash / 2**32 >= rate."""
+    h = _mix32(np.int64(seed) & 0xFFFFFFFF)
+    h = _mix32(h ^ (np.int64(step) & 0xFFFFFFFF))
+    h = _mix32(h ^ (np.int64(flat) & 0xFFFFFFFF))
+    return h >= threshold

@@ -30,7 +30,7 @@ from ...fuse import fuse_elementwise as _fuse_elementwise
 from ...fuse import schedule as _schedule
 from ...ir import LEAF_OPS, Graph
 from ...shapes import B
-from ...ops import REGISTRY
+from ...ops import REGISTRY, dropout_threshold
 from ..contract import MissingLowering
 
 # the CPU's math namespace for the registry's scalar formulas: NumPy's functions (Numba
@@ -147,6 +147,23 @@ LOWERINGS["expand"] = Lowering(
     "loop", lambda c, ins, at: ins[0] if c.in_shape(0) == () else c.at(0, tuple(at["axes"])), eager=False)
 LOWERINGS["size"] = Lowering(
     "loop", lambda c, ins, at: f"DT({size([c.in_shape(0)[t] for t in at['axes']])})", eager=False)
+
+
+def flat_index(shape, index: List[str]) -> str:
+    """The row-major flat index of the loop index `index` over `shape` (B the batch axis)."""
+    flat = index[0] if shape else "0"
+    for d, i in zip(shape[1:], index[1:]):
+        flat = f"({flat} * {d} + {i})"
+    return flat
+
+
+# dropout's mask: the counter-based hash of (seed, step, flat index), kernels.dropout_mask
+LOWERINGS["dropout_mask"] = Lowering(
+    "loop", lambda c, ins, at: (f"({c.const(1.0 / (1.0 - at['rate']))} if K.dropout_keep({c.at(1, ())}, {c.at(2, ())}, "
+                                f"{flat_index(c.G.shape(c.node), c.index)}, {dropout_threshold(at['rate'])}) else {c.const(0.0)})"),
+    eager=False)
+# the train view's operand; never reached after traingraph.view (the table is complete)
+LOWERINGS["phase"] = Lowering("loop", lambda c, ins, at: ins[0])
 # a reshape of a scalar is the scalar (fused); of an array, a view
 LOWERINGS["reshape"] = Lowering(
     lambda G, n: "loop" if G.shape(G.inputs(n)[0]) == () else "view", lambda c, ins, at: ins[0])

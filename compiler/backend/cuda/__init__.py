@@ -9,7 +9,7 @@ from importlib.metadata import version
 from typing import Optional
 
 from ...cache import load_module
-from ...traingraph import functions
+from ...traingraph import ENTRY_POINTS, functions, view
 from .artifact import CudaArtifact
 from .codegen import generate
 from .lowering import LOWERINGS, RULES  # noqa: F401  (the backend's table and rules)
@@ -24,7 +24,15 @@ def source(checked, dtype: str = "float32") -> str:
     Needs numba-cuda's code generator only, no GPU."""
     model, tg = checked.model, checked.train
     header = f"model '{model.name}', backend cuda, {dtype}, numba-cuda {version('numba-cuda')}"
-    return generate(tg.graph, functions(model, tg.graph, tg.states), dtype, header,
+    G = tg.graph
+    graphs = None       # one graph for all, unless it has train and predict views (batchnorm, dropout)
+    if any(G.op(n) == "phase" for n in G.g.nodes):
+        graphs = {}
+        for name in ENTRY_POINTS:
+            E = G.copy()
+            view(E, name)
+            graphs[name] = E
+    return generate(G, functions(model, G, tg.states, graphs), dtype, header,
                     fuse="fuse" not in checked.disabled)
 
 

@@ -126,6 +126,8 @@ class _Generator:
 
     # ------------------------------------------------------------ one entry point
     def function(self, fn) -> str:
+        if fn.graph is not None:      # the entry point's view of the graph (same node ids)
+            self.G = fn.graph
         G = self.G
         c = _Ctx(self, G, fn)
         assign_values = [v for _, v in fn.assigns]

@@ -380,3 +380,24 @@ def planned(alloc, nb: int):
     if nb not in plans:
         plans[nb] = alloc(nb)
     return plans[nb]
+
+
+# ---------------------------------------------------------------- dropout's counter-based mask
+@cuda.jit(device=True, inline=True)
+def _mix32(x):
+    """The 32-bit mixer of `ops.mix32` on an int64 in [0, 2**32) (products stay < 2**63)."""
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & 0xFFFFFFFF
+    x = x ^ (x >> 15)
+    x = (x * 0x4F6CDD1D) & 0xFFFFFFFF
+    return x ^ (x >> 16)
+
+
+@cuda.jit(device=True, inline=True)
+def dropout_keep(seed, step, flat, threshold):
+    """Whether inverted dropout keeps element `flat` in step `step`: the CPU's formula
+    (ops.dropout_keep_ref), so the GPU draws the same masks."""
+    h = _mix32(int(seed) & 0xFFFFFFFF)
+    h = _mix32(h ^ (int(step) & 0xFFFFFFFF))
+    h = _mix32(h ^ (int(flat) & 0xFFFFFFFF))
+    return h >= threshold

@@ -19,7 +19,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 from ...fuse import Rules
 from ...ir import Graph
 from ...shapes import B
-from ...ops import REGISTRY
+from ...ops import REGISTRY, dropout_threshold
 from ..contract import MissingLowering
 
 # CUDA's math namespace for the registry's scalar formulas (the module imports math)
@@ -76,6 +76,23 @@ _pw("expand", lambda c, a, at, ix: a[0],
     index=lambda G, n, p: [f"i{k}" for k in range(len(G.shape(n))) if k not in G.attrs(n)["axes"]] if p == 0 else None)
 _pw("onehot", lambda c, a, at, ix: f"({c.const(1.0)} if {a[0]} == {ix[-1]} else {c.const(0.0)})",
     index=lambda G, n, p: [f"i{k}" for k in range(len(G.shape(n)) - 1)])
+# the train view's operand; never reached after traingraph.view (the table is complete)
+_pw("phase", lambda c, a, at, ix: a[0])
+
+
+def _flat(G, n, ix):
+    """The row-major flat index of the node's index variables."""
+    shape = G.shape(n)
+    flat = ix[0] if shape else "0"
+    for d, i in zip(shape[1:], ix[1:]):
+        flat = f"({flat} * {d} + {i})"
+    return flat
+
+
+# dropout's mask: the counter-based hash of (seed, step, flat index), the CPU's formula
+_pw("dropout_mask", lambda c, a, at, ix: (f"({c.const(1.0 / (1.0 - at['rate']))} if K.dropout_keep({a[1]}, {a[2]}, "
+                                          f"{_flat(c.G, c.node, ix)}, {dropout_threshold(at['rate'])}) else {c.const(0.0)})"),
+    index=lambda G, n, p: None if p == 0 else ["0"] if p == 1 else [])
 _pw("transpose", lambda c, a, at, ix: a[0], index=lambda G, n, p: ["i1", "i0"])
 _pw("slice", lambda c, a, at, ix: a[0],
     index=lambda G, n, p: _shifted(G, n, G.attrs(n)["axis"], -G.attrs(n)["start"]))
