@@ -29,6 +29,7 @@ from netc.dsl.diagnostics import Diagnostic, NetcError
 from .ir import LEAF_OPS, Graph
 from .passes import dce
 from .shapes import B
+from .traingraph import view
 from .values import ModelIR
 
 OPSET = 17           # ONNX default-domain opset: onnxruntime >= 1.12 runs it
@@ -45,6 +46,7 @@ def predict_graph(G: Graph) -> Graph:
         raise NetcError.single("the model has no output to export",
                                hint="add `output NAME` (or a loss whose prediction depends on the input)")
     E = G.cut("predict", {"output": G.outputs["output"]})
+    view(E, "predict")          # batchnorm's running statistics, no dropout
     dce(E)
     return E
 

@@ -174,11 +174,12 @@ def summarize(forward: Graph, train: Graph, model: ModelIR, program: A.Program) 
     for root, row in sorted(rows, key=lambda r: r[0]):
         own = sorted((nx.ancestors(forward.g, root) | {root}) - claimed)
         claimed |= set(own)
-        row.params = [(params[n].name, params[n].shape) for n in own if n in params]
+        row.params = [(params[n].name, params[n].shape) for n in own if n in params and params[n].trainable]
         row.forward, row.fixed = flops(forward, [n for n in own if n in fwd_nodes])
     roots = [v for k, v in train.outputs.items() if k.startswith(("loss:", "update:")) or k == "output"]
     live = train.topo(roots)
     fwd, fwd_fixed = flops(forward, fwd_nodes)
     tr, tr_fixed = flops(train, live)
-    return Summary(model.name, [r for _, r in rows], sum(_prod(p.shape) for p in model.params), len(model.params),
+    trained = [p for p in model.params if p.trainable]        # buffers (running statistics) aside
+    return Summary(model.name, [r for _, r in rows], sum(_prod(p.shape) for p in trained), len(trained),
                    fwd, fwd_fixed, tr, tr_fixed)
