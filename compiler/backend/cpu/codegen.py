@@ -320,6 +320,14 @@ class _Emitter:
         self.lines.append(f"        for i1 in {_range(d1)}:")
         self.lines.append(f"            {self.names[n]}[i0, i1] = {self.names[x]}[i1, i0]")
 
+    def k_call(self, K: Kernel) -> None:
+        """A hand-written kernel writing into the node's array (its slot, an output, or a
+        fresh array when unplanned)."""
+        G, n = self.G, K.node
+        self.alloc(n)
+        stmt = lowering(G, n).code(self.ctx(n), [self.names[i] for i in G.inputs(n)], self.names[n], G.attrs(n))
+        self.lines.append(f"    {stmt}  # {self.where(n)} {list(G.shape(n))}")
+
     def k_expr(self, K: Kernel) -> None:
         """An op with no loop lowering: its lowering's array expression (allocates)."""
         G, n = self.G, K.node

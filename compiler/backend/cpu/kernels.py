@@ -23,3 +23,178 @@ def rowextreme(x2, largest):
             m = max(m, x2[i, j]) if largest else min(m, x2[i, j])
         out[i] = m
     return out
+
+
+# ======================================================================= images (NCHW)
+# Direct loops, written so that the innermost loop runs along an output row with unit stride
+# (vectorized by LLVM); each writes into the `out` array it is given (a slot of the arena),
+# so a step allocates nothing. Where a kernel offset meets the zero padding, the loop bounds
+# skip it instead of reading a padded copy.
+FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _span(j, pw, sw, wo, width):
+    """The output columns x whose input column x * sw + j - pw lies inside [0, width)."""
+    lo = 0
+    if j < pw:
+        lo = (pw - j + sw - 1) // sw
+    hi = (width - 1 - j + pw) // sw + 1
+    if hi > wo:
+        hi = wo
+    return lo, hi
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def conv2d(x, w, out, sh, sw, ph, pw):
+    """out[b, o] = sum over c, i, j of w[o, c, i, j] * x[b, c, y*sh + i - ph, x*sw + j - pw]."""
+    nb, C, H, W = x.shape
+    n, _, kh, kw = w.shape
+    ho, wo = out.shape[2], out.shape[3]
+    for b in range(nb):
+        for o in range(n):
+            ob = out[b, o]
+            ob[:, :] = 0
+            for c in range(C):
+                xc = x[b, c]
+                for i in range(kh):
+                    for y in range(ho):
+                        iy = y * sh + i - ph
+                        if iy < 0 or iy >= H:
+                            continue
+                        orow = ob[y]
+                        xrow = xc[iy]
+                        for j in range(kw):
+                            wv = w[o, c, i, j]
+                            lo, hi = _span(j, pw, sw, wo, W)
+                            off = j - pw
+                            for xo in range(lo, hi):
+                                orow[xo] += wv * xrow[xo * sw + off]
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def conv2d_dx(g, w, out, sh, sw, ph, pw):
+    """The input gradient: every g[b, o, y, x] * w[o, c, i, j] added at the input it read."""
+    nb, n, ho, wo = g.shape
+    C, kh, kw = w.shape[1], w.shape[2], w.shape[3]
+    H, W = out.shape[2], out.shape[3]
+    out[:] = 0
+    for b in range(nb):
+        for c in range(C):
+            dc = out[b, c]
+            for o in range(n):
+                go = g[b, o]
+                for i in range(kh):
+                    for y in range(ho):
+                        iy = y * sh + i - ph
+                        if iy < 0 or iy >= H:
+                            continue
+                        drow = dc[iy]
+                        grow = go[y]
+                        for j in range(kw):
+                            wv = w[o, c, i, j]
+                            lo, hi = _span(j, pw, sw, wo, W)
+                            off = j - pw
+                            for xo in range(lo, hi):
+                                drow[xo * sw + off] += wv * grow[xo]
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def conv2d_dw(x, g, out, sh, sw, ph, pw):
+    """The kernel gradient: out[o, c, i, j] = sum over b, y, x of g[b, o, y, x] * x[b, c, y*sh+i-ph, x*sw+j-pw]."""
+    nb, C, H, W = x.shape
+    n, ho, wo = g.shape[1], g.shape[2], g.shape[3]
+    kh, kw = out.shape[2], out.shape[3]
+    out[:] = 0
+    for b in range(nb):
+        for o in range(n):
+            go = g[b, o]
+            for c in range(C):
+                xc = x[b, c]
+                for i in range(kh):
+                    for j in range(kw):
+                        lo, hi = _span(j, pw, sw, wo, W)
+                        off = j - pw
+                        acc = out[o, c, i, j] * 0
+                        for y in range(ho):
+                            iy = y * sh + i - ph
+                            if iy < 0 or iy >= H:
+                                continue
+                            grow = go[y]
+                            xrow = xc[iy]
+                            for xo in range(lo, hi):
+                                acc += grow[xo] * xrow[xo * sw + off]
+                        out[o, c, i, j] += acc
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def maxpool(x, out, kh, kw, sh, sw):
+    nb, C = x.shape[0], x.shape[1]
+    ho, wo = out.shape[2], out.shape[3]
+    for b in range(nb):
+        for c in range(C):
+            xc = x[b, c]
+            for y in range(ho):
+                for xo in range(wo):
+                    m = xc[y * sh, xo * sw]
+                    for i in range(kh):
+                        for j in range(kw):
+                            v = xc[y * sh + i, xo * sw + j]
+                            if v > m:
+                                m = v
+                    out[b, c, y, xo] = m
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def maxpool_dx(x, g, out, kh, kw, sh, sw):
+    """g routed to the first maximum of each window (row-major), summed where windows overlap."""
+    nb, C = x.shape[0], x.shape[1]
+    ho, wo = g.shape[2], g.shape[3]
+    out[:] = 0
+    for b in range(nb):
+        for c in range(C):
+            xc = x[b, c]
+            for y in range(ho):
+                for xo in range(wo):
+                    m = xc[y * sh, xo * sw]
+                    ai, aj = 0, 0
+                    for i in range(kh):
+                        for j in range(kw):
+                            v = xc[y * sh + i, xo * sw + j]
+                            if v > m:
+                                m, ai, aj = v, i, j
+                    out[b, c, y * sh + ai, xo * sw + aj] += g[b, c, y, xo]
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def avgpool(x, out, kh, kw, sh, sw):
+    nb, C = x.shape[0], x.shape[1]
+    ho, wo = out.shape[2], out.shape[3]
+    scale = 1.0 / (kh * kw)
+    for b in range(nb):
+        for c in range(C):
+            xc = x[b, c]
+            for y in range(ho):
+                for xo in range(wo):
+                    s = 0.0
+                    for i in range(kh):
+                        for j in range(kw):
+                            s += xc[y * sh + i, xo * sw + j]
+                    out[b, c, y, xo] = s * scale
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def avgpool_dx(g, out, kh, kw, sh, sw):
+    nb, C = g.shape[0], g.shape[1]
+    ho, wo = g.shape[2], g.shape[3]
+    scale = 1.0 / (kh * kw)
+    out[:] = 0
+    for b in range(nb):
+        for c in range(C):
+            dc = out[b, c]
+            for y in range(ho):
+                for xo in range(wo):
+                    v = g[b, c, y, xo] * scale
+                    for i in range(kh):
+                        for j in range(kw):
+                            dc[y * sh + i, xo * sw + j] += v

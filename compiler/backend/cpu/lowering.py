@@ -15,6 +15,9 @@ gives its code:
   transpose  a copy loop
   expr       an array expression `code(c, ins, attrs)` (c: `ExprCtx`; allocates): ops with no
              loop lowering
+  call       a call of a hand-written kernel of `kernels.py` that writes into the node's
+             array (a slot of the arena: allocates nothing): `code(c, ins, out, attrs)` is the
+             statement (convolution and pooling)
 
 `RULES` tells the grouping (`compiler.fuse`) which nodes fuse and each node's kernel kind.
 """
@@ -239,6 +242,25 @@ LOWERINGS["concat"] = Lowering("expr", lambda c, ins, at: f"np.concatenate(({', 
 LOWERINGS["slice"] = Lowering(
     "expr", lambda c, ins, at: f"np.ascontiguousarray({ins[0]}{_index(at['axis'], at['start'], at['stop'])})")
 LOWERINGS["pad"] = Lowering("expr", _pad)
+
+
+# ======================================================================= images: kernels writing into their slot
+def _pair_args(*keys):
+    return lambda at: ", ".join(str(v) for k in keys for v in at[k])
+
+
+def _call(fn, *keys):
+    args = _pair_args(*keys)
+    return Lowering("call", lambda c, ins, out, at: f"K.{fn}({', '.join(ins)}, {out}, {args(at)})")
+
+
+LOWERINGS["conv2d"] = _call("conv2d", "stride", "pad")
+LOWERINGS["conv2d_dx"] = _call("conv2d_dx", "stride", "pad")
+LOWERINGS["conv2d_dw"] = _call("conv2d_dw", "stride", "pad")
+LOWERINGS["maxpool"] = _call("maxpool", "k", "stride")
+LOWERINGS["maxpool_dx"] = _call("maxpool_dx", "k", "stride")
+LOWERINGS["avgpool"] = _call("avgpool", "k", "stride")
+LOWERINGS["avgpool_dx"] = _call("avgpool_dx", "k", "stride")
 
 
 # ======================================================================= grouping rules
