@@ -198,3 +198,123 @@ def avgpool_dx(g, out, kh, kw, sh, sw):
                     for i in range(kh):
                         for j in range(kw):
                             dc[y * sh + i, xo * sw + j] += v
+
+
+# ----------------------------------------------------------------------- im2col + BLAS
+# The batch's patches as one matrix cols[C*kh*kw, B*Ho*Wo] (a row per kernel element, a
+# column per output pixel), so each convolution and both of its adjoints are ONE matrix
+# product of the batch (sgemm/dgemm). `scratch` (a slot of the arena, (C*kh*kw + n) * B*Ho*Wo
+# elements) holds the patches and the [n, B*Ho*Wo] operand or result.
+def scratch_size(C, kh, kw, n, ho, wo):
+    """Elements of scratch per sample."""
+    return (C * kh * kw + n) * ho * wo
+
+
+@njit(cache=True, nogil=True)
+def _im2col(x, cols, kh, kw, sh, sw, ph, pw, ho, wo):
+    nb, C, H, W = x.shape
+    P = ho * wo
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                row = cols[(c * kh + i) * kw + j]
+                lo, hi = _span(j, pw, sw, wo, W)
+                off = j - pw
+                for b in range(nb):
+                    xc = x[b, c]
+                    base = b * P
+                    for y in range(ho):
+                        iy = y * sh + i - ph
+                        r = row[base + y * wo:base + (y + 1) * wo]
+                        if iy < 0 or iy >= H:
+                            r[:] = 0
+                            continue
+                        xrow = xc[iy]
+                        for xo in range(lo):
+                            r[xo] = 0
+                        for xo in range(lo, hi):
+                            r[xo] = xrow[xo * sw + off]
+                        for xo in range(hi, wo):
+                            r[xo] = 0
+
+
+@njit(cache=True, nogil=True)
+def _col2im(cols, dx, kh, kw, sh, sw, ph, pw, ho, wo):
+    nb, C, H, W = dx.shape
+    P = ho * wo
+    dx[:] = 0
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                row = cols[(c * kh + i) * kw + j]
+                lo, hi = _span(j, pw, sw, wo, W)
+                off = j - pw
+                for b in range(nb):
+                    dc = dx[b, c]
+                    base = b * P
+                    for y in range(ho):
+                        iy = y * sh + i - ph
+                        if iy < 0 or iy >= H:
+                            continue
+                        drow = dc[iy]
+                        for xo in range(lo, hi):
+                            drow[xo * sw + off] += row[base + y * wo + xo]
+
+
+@njit(cache=True, nogil=True)
+def _split(scratch, ck, n, cols_n):
+    flat = scratch.reshape(-1)
+    cols = flat[:ck * cols_n].reshape((ck, cols_n))
+    other = flat[ck * cols_n:(ck + n) * cols_n].reshape((n, cols_n))
+    return cols, other
+
+
+@njit(cache=True, nogil=True)
+def conv2d_gemm(x, w, out, scratch, sh, sw, ph, pw):
+    """conv2d as cols = im2col(x); y = W[n, CK] @ cols, laid out back as [B, n, Ho, Wo]."""
+    nb = x.shape[0]
+    n, C, kh, kw = w.shape
+    ho, wo = out.shape[2], out.shape[3]
+    P = ho * wo
+    cols, y = _split(scratch, C * kh * kw, n, nb * P)
+    _im2col(x, cols, kh, kw, sh, sw, ph, pw, ho, wo)
+    np.dot(w.reshape((n, C * kh * kw)), cols, y)
+    o3 = out.reshape((nb, n, P))
+    for b in range(nb):
+        for f in range(n):
+            o3[b, f, :] = y[f, b * P:(b + 1) * P]
+
+
+@njit(cache=True, nogil=True)
+def _gather_g(g, gt):
+    """g[B, n, Ho, Wo] as gt[n, B*Ho*Wo]."""
+    nb, n = g.shape[0], g.shape[1]
+    P = g.shape[2] * g.shape[3]
+    g3 = g.reshape((nb, n, P))
+    for b in range(nb):
+        for f in range(n):
+            gt[f, b * P:(b + 1) * P] = g3[b, f, :]
+
+
+@njit(cache=True, nogil=True)
+def conv2d_dw_gemm(x, g, out, scratch, sh, sw, ph, pw):
+    """dW[n, CK] = g[n, B*P] @ cols[CK, B*P]^T."""
+    nb, C = x.shape[0], x.shape[1]
+    n, ho, wo = g.shape[1], g.shape[2], g.shape[3]
+    kh, kw = out.shape[2], out.shape[3]
+    cols, gt = _split(scratch, C * kh * kw, n, nb * ho * wo)
+    _im2col(x, cols, kh, kw, sh, sw, ph, pw, ho, wo)
+    _gather_g(g, gt)
+    np.dot(gt, cols.T, out.reshape((n, C * kh * kw)))
+
+
+@njit(cache=True, nogil=True)
+def conv2d_dx_gemm(g, w, out, scratch, sh, sw, ph, pw):
+    """dcols[CK, B*P] = W[n, CK]^T @ g[n, B*P]; dx = col2im(dcols)."""
+    nb = g.shape[0]
+    n, C, kh, kw = w.shape
+    ho, wo = g.shape[2], g.shape[3]
+    cols, gt = _split(scratch, C * kh * kw, n, nb * ho * wo)
+    _gather_g(g, gt)
+    np.dot(w.reshape((n, C * kh * kw)).T, gt, cols)
+    _col2im(cols, out, kh, kw, sh, sw, ph, pw, ho, wo)
