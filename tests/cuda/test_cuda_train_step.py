@@ -6,6 +6,7 @@ through."""
 import glob
 import os
 import re
+import tempfile
 
 import numpy as np
 import pytest
@@ -20,6 +21,23 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # digits_cnn covers the image ops here, bench/gpu_check.sh runs lenet on a real GPU
 EXAMPLES = [p for p in sorted(glob.glob(os.path.join(ROOT, "examples", "*.net")))
             if os.path.basename(p) != "lenet.net"]
+# a small convolutional model with every image op (strided, padded, non-square and 1x1
+# convolutions; overlapping max pooling; average and global average pooling), as a file
+CONV_SMALL = os.path.join(tempfile.mkdtemp(prefix="netc-cuda-"), "conv_small.net")
+with open(CONV_SMALL, "w") as _f:
+    _f.write("""model conv_small
+input img[2, 7, 7]
+target y: class[3]
+param K[3, 2, 3, 2] = he
+param c[3, 1, 1] = 0.1
+a = maxpool(relu(conv(img, K, pad=1) + c), 3, stride=2)
+b = avgpool(relu(conv2d(a, 4, [2, 3], stride=[1, 2], pad=1)), 2, stride=1)
+g = global_avgpool(conv2d(b, 2, 1))
+p = softmax(dense(flatten(b), 3) + dense(g, 3))
+loss cross_entropy(p, y)
+optimizer adam(lr=0.01)
+""")
+EXAMPLES.append(CONV_SMALL)
 BATCH, STEPS, TOL = 8, 5, 1e-5
 
 
