@@ -212,53 +212,59 @@ def scratch_size(C, kh, kw, n, ho, wo):
 
 @njit(cache=True, nogil=True)
 def _im2col(x, cols, kh, kw, sh, sw, ph, pw, ho, wo):
+    """cols[(c, i, j), (b, y, x)] = x[b, c, y*sh + i - ph, x*sw + j - pw], 0 in the padding."""
     nb, C, H, W = x.shape
     P = ho * wo
     for c in range(C):
         for i in range(kh):
             for j in range(kw):
-                row = cols[(c * kh + i) * kw + j]
+                r = (c * kh + i) * kw + j
                 lo, hi = _span(j, pw, sw, wo, W)
                 off = j - pw
                 for b in range(nb):
-                    xc = x[b, c]
-                    base = b * P
                     for y in range(ho):
                         iy = y * sh + i - ph
-                        r = row[base + y * wo:base + (y + 1) * wo]
+                        d = b * P + y * wo
                         if iy < 0 or iy >= H:
-                            r[:] = 0
+                            for xo in range(wo):
+                                cols[r, d + xo] = 0
                             continue
-                        xrow = xc[iy]
                         for xo in range(lo):
-                            r[xo] = 0
-                        for xo in range(lo, hi):
-                            r[xo] = xrow[xo * sw + off]
+                            cols[r, d + xo] = 0
+                        if sw == 1:                 # a contiguous run: vectorized
+                            for xo in range(lo, hi):
+                                cols[r, d + xo] = x[b, c, iy, xo + off]
+                        else:
+                            for xo in range(lo, hi):
+                                cols[r, d + xo] = x[b, c, iy, xo * sw + off]
                         for xo in range(hi, wo):
-                            r[xo] = 0
+                            cols[r, d + xo] = 0
 
 
 @njit(cache=True, nogil=True)
 def _col2im(cols, dx, kh, kw, sh, sw, ph, pw, ho, wo):
+    """The adjoint of _im2col: each column entry added back at the pixel it was read from."""
     nb, C, H, W = dx.shape
     P = ho * wo
     dx[:] = 0
     for c in range(C):
         for i in range(kh):
             for j in range(kw):
-                row = cols[(c * kh + i) * kw + j]
+                r = (c * kh + i) * kw + j
                 lo, hi = _span(j, pw, sw, wo, W)
                 off = j - pw
                 for b in range(nb):
-                    dc = dx[b, c]
-                    base = b * P
                     for y in range(ho):
                         iy = y * sh + i - ph
                         if iy < 0 or iy >= H:
                             continue
-                        drow = dc[iy]
-                        for xo in range(lo, hi):
-                            drow[xo * sw + off] += row[base + y * wo + xo]
+                        d = b * P + y * wo
+                        if sw == 1:
+                            for xo in range(lo, hi):
+                                dx[b, c, iy, xo + off] += cols[r, d + xo]
+                        else:
+                            for xo in range(lo, hi):
+                                dx[b, c, iy, xo * sw + off] += cols[r, d + xo]
 
 
 @njit(cache=True, nogil=True)
@@ -282,7 +288,8 @@ def conv2d_gemm(x, w, out, scratch, sh, sw, ph, pw):
     o3 = out.reshape((nb, n, P))
     for b in range(nb):
         for f in range(n):
-            o3[b, f, :] = y[f, b * P:(b + 1) * P]
+            for p in range(P):
+                o3[b, f, p] = y[f, b * P + p]
 
 
 @njit(cache=True, nogil=True)
@@ -293,7 +300,8 @@ def _gather_g(g, gt):
     g3 = g.reshape((nb, n, P))
     for b in range(nb):
         for f in range(n):
-            gt[f, b * P:(b + 1) * P] = g3[b, f, :]
+            for p in range(P):
+                gt[f, b * P + p] = g3[b, f, p]
 
 
 @njit(cache=True, nogil=True)
