@@ -59,8 +59,8 @@ loss reg = 1e-3 * l2(weights)
 optimizer sgd(lr=0.1, momentum=0.9, nesterov=true)
 '''
 
-# every image op: im2col convolutions (stride, padding, a non-square kernel) and a direct one
-# (a 1x1 kernel on 1x1), overlapping max pooling, average pooling, global average pooling
+# every image op: im2col convolutions (stride, padding, a non-square kernel, a 1x1 kernel on a
+# 1x1 image), overlapping max pooling, average pooling, global average pooling
 CONV = '''model m
 input x[2, 9, 9]
 target y: class[3]

@@ -26,10 +26,11 @@ def rowextreme(x2, largest):
 
 
 # ======================================================================= images (NCHW)
-# Direct loops, written so that the innermost loop runs along an output row with unit stride
-# (vectorized by LLVM); each writes into the `out` array it is given (a slot of the arena),
-# so a step allocates nothing. Where a kernel offset meets the zero padding, the loop bounds
-# skip it instead of reading a padded copy.
+# Each kernel writes into the `out` array it is given (a slot of the arena), so a step
+# allocates nothing. Pooling: direct loops. Convolutions: im2col + one BLAS product over the
+# batch (below); direct loops over the kernel offsets were measured 5-20x slower at every
+# shape tried, from 1x1 kernels on 2x2 images to LeNet's (bench/RESULTS.md). Where a kernel
+# offset meets the zero padding, the loop bounds skip it instead of reading a padded copy.
 FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
@@ -43,88 +44,6 @@ def _span(j, pw, sw, wo, width):
     if hi > wo:
         hi = wo
     return lo, hi
-
-
-@njit(cache=True, nogil=True, fastmath=FAST)
-def conv2d(x, w, out, sh, sw, ph, pw):
-    """out[b, o] = sum over c, i, j of w[o, c, i, j] * x[b, c, y*sh + i - ph, x*sw + j - pw]."""
-    nb, C, H, W = x.shape
-    n, _, kh, kw = w.shape
-    ho, wo = out.shape[2], out.shape[3]
-    for b in range(nb):
-        for o in range(n):
-            ob = out[b, o]
-            ob[:, :] = 0
-            for c in range(C):
-                xc = x[b, c]
-                for i in range(kh):
-                    for y in range(ho):
-                        iy = y * sh + i - ph
-                        if iy < 0 or iy >= H:
-                            continue
-                        orow = ob[y]
-                        xrow = xc[iy]
-                        for j in range(kw):
-                            wv = w[o, c, i, j]
-                            lo, hi = _span(j, pw, sw, wo, W)
-                            off = j - pw
-                            for xo in range(lo, hi):
-                                orow[xo] += wv * xrow[xo * sw + off]
-
-
-@njit(cache=True, nogil=True, fastmath=FAST)
-def conv2d_dx(g, w, out, sh, sw, ph, pw):
-    """The input gradient: every g[b, o, y, x] * w[o, c, i, j] added at the input it read."""
-    nb, n, ho, wo = g.shape
-    C, kh, kw = w.shape[1], w.shape[2], w.shape[3]
-    H, W = out.shape[2], out.shape[3]
-    out[:] = 0
-    for b in range(nb):
-        for c in range(C):
-            dc = out[b, c]
-            for o in range(n):
-                go = g[b, o]
-                for i in range(kh):
-                    for y in range(ho):
-                        iy = y * sh + i - ph
-                        if iy < 0 or iy >= H:
-                            continue
-                        drow = dc[iy]
-                        grow = go[y]
-                        for j in range(kw):
-                            wv = w[o, c, i, j]
-                            lo, hi = _span(j, pw, sw, wo, W)
-                            off = j - pw
-                            for xo in range(lo, hi):
-                                drow[xo * sw + off] += wv * grow[xo]
-
-
-@njit(cache=True, nogil=True, fastmath=FAST)
-def conv2d_dw(x, g, out, sh, sw, ph, pw):
-    """The kernel gradient: out[o, c, i, j] = sum over b, y, x of g[b, o, y, x] * x[b, c, y*sh+i-ph, x*sw+j-pw]."""
-    nb, C, H, W = x.shape
-    n, ho, wo = g.shape[1], g.shape[2], g.shape[3]
-    kh, kw = out.shape[2], out.shape[3]
-    out[:] = 0
-    for b in range(nb):
-        for o in range(n):
-            go = g[b, o]
-            for c in range(C):
-                xc = x[b, c]
-                for i in range(kh):
-                    for j in range(kw):
-                        lo, hi = _span(j, pw, sw, wo, W)
-                        off = j - pw
-                        acc = out[o, c, i, j] * 0
-                        for y in range(ho):
-                            iy = y * sh + i - ph
-                            if iy < 0 or iy >= H:
-                                continue
-                            grow = go[y]
-                            xrow = xc[iy]
-                            for xo in range(lo, hi):
-                                acc += grow[xo] * xrow[xo * sw + off]
-                        out[o, c, i, j] += acc
 
 
 @njit(cache=True, nogil=True, fastmath=FAST)
@@ -205,11 +124,6 @@ def avgpool_dx(g, out, kh, kw, sh, sw):
 # column per output pixel), so each convolution and both of its adjoints are ONE matrix
 # product of the batch (sgemm/dgemm). `scratch` (a slot of the arena, (C*kh*kw + n) * B*Ho*Wo
 # elements) holds the patches and the [n, B*Ho*Wo] operand or result.
-def scratch_size(C, kh, kw, n, ho, wo):
-    """Elements of scratch per sample."""
-    return (C * kh * kw + n) * ho * wo
-
-
 @njit(cache=True, nogil=True)
 def _im2col(x, cols, kh, kw, sh, sw, ph, pw, ho, wo):
     """cols[(c, i, j), (b, y, x)] = x[b, c, y*sh + i - ph, x*sw + j - pw], 0 in the padding."""

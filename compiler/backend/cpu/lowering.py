@@ -271,26 +271,19 @@ def _conv_dims(G: Graph, n: int):
     return C, kh, kw, f, ho, wo
 
 
-def gemm_conv(G: Graph, n: int) -> bool:
-    """im2col + one BLAS product over the batch, or direct loops: the product unless the
-    patch matrix is tiny (a few output pixels per sample; measured in bench/RESULTS.md)."""
-    C, kh, kw, f, ho, wo = _conv_dims(G, n)
-    return C * kh * kw * ho * wo >= 64
-
-
 def _conv_scratch(G: Graph, n: int) -> Optional[tuple]:
+    """The im2col work array: the patches [C*kh*kw, B*Ho*Wo] and the [filters, B*Ho*Wo]
+    operand or result of the product."""
     C, kh, kw, f, ho, wo = _conv_dims(G, n)
-    return (B, (C * kh * kw + f) * ho * wo) if gemm_conv(G, n) else None
+    return (B, (C * kh * kw + f) * ho * wo)
 
 
 def _conv(fn):
+    """A convolution or one of its adjoints: im2col + one BLAS product over the batch (direct
+    loops were measured slower at every shape tried: bench/RESULTS.md)."""
     args = _pair_args("stride", "pad")
-
-    def code(c, ins, out, at, work):
-        if work is None:
-            return f"K.{fn}({', '.join(ins)}, {out}, {args(at)})"
-        return f"K.{fn}_gemm({', '.join(ins)}, {out}, {work}, {args(at)})"
-    return Lowering("call", code, scratch=_conv_scratch)
+    return Lowering("call", lambda c, ins, out, at, work: f"K.{fn}_gemm({', '.join(ins)}, {out}, {work}, {args(at)})",
+                    scratch=_conv_scratch)
 
 
 LOWERINGS["conv2d"] = _conv("conv2d")
