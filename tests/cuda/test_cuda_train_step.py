@@ -26,9 +26,9 @@ EXAMPLES = [p for p in sorted(glob.glob(os.path.join(ROOT, "examples", "*.net"))
 CONV_SMALL = os.path.join(tempfile.mkdtemp(prefix="netc-cuda-"), "conv_small.net")
 with open(CONV_SMALL, "w") as _f:
     _f.write("""model conv_small
-input img[2, 7, 7]
+input img[1, 6, 6]
 target y: class[3]
-param K[3, 2, 3, 2] = he
+param K[3, 1, 3, 2] = he
 param c[3, 1, 1] = 0.1
 a = maxpool(relu(conv(img, K, pad=1) + c), 3, stride=2)
 b = avgpool(relu(conv2d(a, 4, [2, 3], stride=[1, 2], pad=1)), 2, stride=1)
