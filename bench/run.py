@@ -3,6 +3,13 @@ compile time of the train step (cold and warm cache), and peak memory.
 
     python bench/run.py [small|mnist|wide|all] [--rounds R] [--peers netc,netc-fit,numpy,torch,jax,numba]
                         [--steps N] [--no-compile] [--json FILE] [--peer-threads N]
+    python bench/run.py lenet digits [--rounds R] [--steps N] [--peers netc,netc-fit,torch,torch-1t,jax,jax-1t]
+
+The CNN configurations (`lenet`, `digits`: ../shared/bench/cnn_peers.py's models, weights and
+data; netc runs the same layers as a .net program with the peers' weights set through
+model.params) measure each peer twice, at its default thread count and with one thread
+(`-1t`: on a busy machine PyTorch's default pool can be 30x slower than one thread), so each
+is reported at its best setting.
 
 --peer-threads N gives the peers N threads (by default they use their own defaults, which on
 a busy machine oversubscribe the cores; netc picks its BLAS thread count itself).
@@ -28,6 +35,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEERS_DIR = os.environ.get("NETC_PEERS_DIR", os.path.join(ROOT, "..", "shared", "bench"))
 ALL_PEERS = ["netc", "netc-fit", "numpy", "torch", "jax", "numba"]
+CNN_CONFIGS = ["lenet", "digits"]
+CNN_PEERS = ["netc", "netc-fit", "torch", "torch-1t", "jax", "jax-1t"]
 
 
 def net_source(name: str, sizes) -> str:
@@ -39,6 +48,30 @@ def net_source(name: str, sizes) -> str:
         prev = f"h{k + 1}"
     lines += [f"p = softmax(dense({prev}, {sizes[-1]}))", "loss cross_entropy(p, y)", "output p",
               "optimizer sgd(lr=0.01, momentum=0.9)"]
+    return "\n".join(lines) + "\n"
+
+
+def cnn_source(name: str, cfg) -> str:
+    """cnn_peers.py's layers as a .net program: conv2d/relu/maxpool/flatten/dense, softmax
+    cross-entropy, SGD lr 0.01 momentum 0.9 (the peers' update)."""
+    c, h, w = cfg["input"]
+    lines = [f"model {name}", f"input img[{c}, {h}, {w}]", "target y: class[10]"]
+    expr = "img"
+    for layer in cfg["layers"]:
+        if layer[0] == "conv":
+            expr = f"conv2d({expr}, {layer[1]}, {layer[2]}, pad={layer[3]})"
+        elif layer[0] == "relu":
+            expr = f"relu({expr})"
+        elif layer[0] == "pool":
+            expr = f"maxpool({expr}, {layer[1]})"
+        elif layer[0] == "flatten":
+            expr = f"flatten({expr})"
+        elif layer[0] == "dense":
+            expr = f"dense({expr}, {layer[1]})"
+        if layer[0] in ("pool", "dense") and expr != "img":          # one definition per stage
+            lines.append(f"h{len(lines)} = {expr}")
+            expr = f"h{len(lines) - 1}"
+    lines += [f"p = softmax({expr})", "loss cross_entropy(p, y)", "output p", "optimizer sgd(lr=0.01, momentum=0.9)"]
     return "\n".join(lines) + "\n"
 
 
@@ -139,6 +172,65 @@ def work_compile(peers, which, sizes, batch, steps, X, y):
                                  "timings": m.artifact.timings}
 
 
+def _cnn_peers():
+    sys.path.insert(0, os.path.abspath(PEERS_DIR))
+    import cnn_peers
+    return cnn_peers
+
+
+def _netc_cnn(cp, which):
+    import netc
+    cfg = cp.CNN[which]
+    m = netc.compile(cnn_source(which, cfg))
+    Ws, bs = cp.init(cfg)
+    names = list(m.params)
+    assert len(names) == 2 * len(Ws), names
+    for k in range(len(Ws)):               # layer k: W then b, in the order the layers are defined
+        m.params[names[2 * k]] = Ws[k]
+        m.params[names[2 * k + 1]] = bs[k]
+    return m
+
+
+def cnn_worker(peer: str, which: str, steps: int):
+    """(seconds, extra) of one CNN measurement."""
+    import numpy as np
+    cp = _cnn_peers()
+    cfg = cp.CNN[which]
+    X, y = cp.data(cfg)
+    batch = cfg["batch"]
+    if peer.endswith("-1t"):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+                                   " intra_op_parallelism_threads=1").strip()
+        import torch
+        torch.set_num_threads(1)
+    if peer in ("torch", "torch-1t"):
+        import torch
+        return cp.bench_torch(cfg, steps, X, y), {"threads": torch.get_num_threads()}
+    if peer in ("jax", "jax-1t"):
+        return cp.bench_jax(cfg, steps, X, y), {}
+    m = _netc_cnn(cp, which)
+    if peer == "netc-fit":
+        nb = len(X) // batch
+        epochs = max(1, steps // nb)
+        m.fit(X, y, epochs=1, batch=batch, shuffle=False)             # warm: compile, buffers
+        t = time.perf_counter()
+        m.fit(X, y, epochs=epochs, batch=batch, shuffle=False)
+        return (time.perf_counter() - t) * steps / (epochs * nb), {}
+    nb = len(X) // batch
+    xs = [np.ascontiguousarray(X[j * batch:(j + 1) * batch]) for j in range(nb)]
+    ts = [np.ascontiguousarray(y[j * batch:(j + 1) * batch], np.int64) for j in range(nb)]
+    params, states = m.param_arrays(), m.state_arrays()
+    losses = np.zeros(len(m.loss_names))
+    lr = np.float32(0.01)
+    step_no = [np.float32(i + 1) for i in range(steps + 64)]
+    train_step = m.artifact.train_step
+
+    def step(i):
+        j = i % nb
+        train_step(xs[j], ts[j], lr, step_no[i % len(step_no)], params, states, losses)
+    return cp.timeit(step, steps), {"loss": float(losses[0]), "threads": m.artifact.threads}
+
+
 WORKERS = {"netc": work_netc, "netc-fit": work_netc_fit, "numpy": work_numpy, "torch": work_torch,
            "jax": work_jax, "numba": work_numba, "compile": work_compile}
 
@@ -170,6 +262,13 @@ def limit_peer_threads(n: int) -> None:
 def worker(peer: str, which: str, steps: int) -> None:
     if os.environ.get("NETC_BENCH_PEER_THREADS") and not peer.startswith("netc") and peer != "compile":
         limit_peer_threads(int(os.environ["NETC_BENCH_PEER_THREADS"]))
+    if which in CNN_CONFIGS:
+        seconds, extra = cnn_worker(peer, which, steps)
+        batch = _cnn_peers().CNN[which]["batch"]
+        print("RESULT " + json.dumps({"peer": peer, "config": which, "steps": steps, "seconds": seconds,
+                                      "samples_per_s": steps * batch / seconds, "maxrss_mb": peak_rss_mb(),
+                                      **extra}), flush=True)
+        return
     peers = _peers()
     c = peers.CFG[which]
     sizes, batch = c["sizes"], c["batch"]
@@ -222,17 +321,24 @@ def main(argv):
     if argv and argv[0] == "--worker":
         worker(argv[1], argv[2], int(argv[3]))
         return
-    which = argv[0] if argv and not argv[0].startswith("--") else "all"
     opt = lambda k, d: argv[argv.index(k) + 1] if k in argv else d
+    named = []
+    for k, a in enumerate(argv):
+        if a.startswith("--"):
+            break
+        named.append(a)
+    which = named[0] if named else "all"
     rounds = int(opt("--rounds", 2))
-    peer_list = opt("--peers", ",".join(ALL_PEERS)).split(",")
-    configs = ["small", "mnist", "wide"] if which == "all" else [which]
+    cnn = bool(named) and all(n in CNN_CONFIGS for n in named)
+    peer_list = opt("--peers", ",".join(CNN_PEERS if cnn else ALL_PEERS)).split(",")
+    configs = ["small", "mnist", "wide"] if which == "all" else named
     peers = _peers()
+    cnn_steps = {n: _cnn_peers().CNN[n]["steps"] for n in CNN_CONFIGS}
     print(machine())
     print(f"load average at start: {load()}\n", flush=True)
     report = {"machine": machine(), "results": {}, "compile": None}
     for cfg in configs:
-        steps = int(opt("--steps", peers.CFG[cfg]["steps"]))
+        steps = int(opt("--steps", cnn_steps[cfg] if cfg in CNN_CONFIGS else peers.CFG[cfg]["steps"]))
         best = {}
         for r in range(rounds):
             for peer in peer_list:
@@ -250,7 +356,7 @@ def main(argv):
                     best[peer] = res
         report["results"][cfg] = best
         print_table(cfg, best)
-    if "--no-compile" not in argv:
+    if "--no-compile" not in argv and not cnn:
         report["compile"] = compile_times()
     if "--json" in argv:
         with open(opt("--json", "bench/results.json"), "w") as f:

@@ -198,7 +198,9 @@ def _dense(c):
     x = c.tensor("x")
     s = per_sample(G.shape(x))
     if not is_batched(G.shape(x)) or len(s) != 1:
-        c.error(f"dense needs a per-sample vector, got shape {fmt_shape(G.shape(x))}", arg="x")
+        c.error(f"dense needs a per-sample vector, got shape {fmt_shape(G.shape(x))}",
+                "flatten it first: dense(flatten(x), n)" if is_batched(G.shape(x)) and len(s) > 1 else None,
+                arg="x")
     n = c.number("n")
     if n != int(n) or n <= 0:
         c.error("the size of a dense layer must be a positive whole number", arg="n")
@@ -213,6 +215,146 @@ def _dense(c):
         b = c.new_param("b", (n,), InitSpec("zeros"))
         out = G.add("add", [out, b], span=c.span)
     return Tensor(out)
+
+
+# ------------------------------------------------------------------ images [C, H, W]
+def _image(c: Call, arg: str = "x") -> int:
+    """Argument `arg` as per-sample images [C, H, W]."""
+    x = c.tensor(arg)
+    s = c.G.shape(x)
+    if not is_batched(s) or len(s) != 4:
+        hint = ("declare the input as images: input NAME[C, H, W] (e.g. [1, 28, 28])"
+                if is_batched(s) and len(s) == 2 else "give it per-sample images [C, H, W]")
+        c.error(f"{c.name} needs images [C, H, W] per sample, got shape {fmt_shape(s)}", hint, arg=arg)
+    return x
+
+
+def _pair(c: Call, arg: str, least: int) -> tuple:
+    """A size given as a number or [rows, columns]: a pair of whole numbers >= least."""
+    v = c.value(arg)
+    items = v if isinstance(v, list) else [v, v]
+    ok = len(items) == 2 and all(isinstance(i, (int, float)) and not isinstance(i, bool)
+                                  and i == int(i) and i >= least for i in items)
+    if not ok:
+        c.error(f"{arg} of {c.name} must be a whole number >= {least} or a pair [rows, columns] of them",
+                f"write {arg}=2 or {arg}=[2, 3]", arg=arg)
+    return (int(items[0]), int(items[1]))
+
+
+def _fits(c: Call, x: int, k: tuple, stride: tuple, pad: tuple, what: str, arg: str) -> tuple:
+    """The output size of a k window sliding over x's [H, W]; an error when it does not fit."""
+    H, W = c.G.shape(x)[2:]
+    ho, wo = (H + 2 * pad[0] - k[0]) // stride[0] + 1, (W + 2 * pad[1] - k[1]) // stride[1] + 1
+    if ho < 1 or wo < 1 or H + 2 * pad[0] < k[0] or W + 2 * pad[1] < k[1]:
+        padded = f" (padded by {pad[0]}x{pad[1]}: {H + 2 * pad[0]}x{W + 2 * pad[1]})" if any(pad) else ""
+        c.error(f"the {k[0]}x{k[1]} {what} of {c.name} is larger than its input {fmt_shape(c.G.shape(x))}{padded}",
+                f"use a smaller {what}, pad the input (pad=...), or pool less before it", arg=arg)
+    return ho, wo
+
+
+def _convolve(c: Call, x: int, K: int, karg: str) -> int:
+    G = c.G
+    stride, pad = _pair(c, "stride", 1), _pair(c, "pad", 0)
+    sx, sk = G.shape(x), G.shape(K)
+    _fits(c, x, sk[2:], stride, pad, "kernel", karg)
+    if sk[1] != sx[1]:
+        c.error(f"the kernel {fmt_shape(sk)} has {sk[1]} input channels but the image {fmt_shape(sx)} has {sx[1]}",
+                f"make the kernel's second size {sx[1]}: [{sk[0]}, {sx[1]}, {sk[2]}, {sk[3]}]", arg=karg)
+    return G.add("conv2d", [x, K], {"stride": stride, "pad": pad}, span=c.span)
+
+
+@builtin("conv", [("x", REQUIRED), ("K", REQUIRED), ("stride", 1), ("pad", 0)],
+         "2-D cross-correlation of images x[C, H, W] with kernels K[n, C, kh, kw] (no bias): [n, Ho, Wo]")
+def _conv(c):
+    x = _image(c)
+    K = c.tensor("K")
+    sk = c.G.shape(K)
+    if is_batched(sk) or len(sk) != 4:
+        c.error(f"the kernel of conv must be a param [n, C, kh, kw], got shape {fmt_shape(sk)}",
+                "declare it as param K[n, C, kh, kw] = he", arg="K")
+    return Tensor(_convolve(c, x, K, "K"))
+
+
+@builtin("conv2d", [("x", REQUIRED), ("n", REQUIRED), ("k", REQUIRED), ("stride", 1), ("pad", 0),
+                    ("bias", True), ("init", None)],
+         "a convolution layer: n filters W[n, C, kh, kw] (k a number or [kh, kw]) and a bias b[n]")
+def _conv2d(c):
+    G = c.G
+    x = _image(c)
+    n = c.number("n")
+    if n != int(n) or n <= 0:
+        c.error("the number of filters of conv2d must be a positive whole number", arg="n")
+    n = int(n)
+    k = _pair(c, "k", 1)
+    _fits(c, x, k, _pair(c, "stride", 1), _pair(c, "pad", 0), "kernel", "k")
+    bias = c.value("bias")
+    if not isinstance(bias, bool):
+        c.error("bias is true or false", arg="bias")
+    W = c.new_param("W", (n, G.shape(x)[1]) + k, c.init("init", InitSpec("he")))
+    out = _convolve(c, x, W, "k")
+    if bias:
+        b = c.new_param("b", (n,), InitSpec("zeros"))
+        out = G.add("add", [out, G.add("reshape", [b], {"shape": (n, 1, 1)})], span=c.span)
+    return Tensor(out)
+
+
+def _pool(op):
+    def fn(c):
+        x = _image(c)
+        k = _pair(c, "k", 1)
+        stride = _pair(c, "stride", 1) if c.has("stride") else k
+        _fits(c, x, k, stride, (0, 0), "window", "k")
+        return Tensor(c.G.add(op, [x], {"k": k, "stride": stride}, span=c.span))
+    return fn
+
+
+BUILTINS["maxpool"] = Builtin(_pool("maxpool"), [("x", REQUIRED), ("k", REQUIRED), ("stride", None)],
+                              "the maximum of each k x k window (k a number or [kh, kw]), windows `stride` apart "
+                              "(default k: not overlapping)")
+BUILTINS["avgpool"] = Builtin(_pool("avgpool"), [("x", REQUIRED), ("k", REQUIRED), ("stride", None)],
+                              "the mean of each k x k window (k a number or [kh, kw]), windows `stride` apart "
+                              "(default k: not overlapping)")
+
+
+@builtin("global_avgpool", [("x", REQUIRED)], "the mean of each channel of images [C, H, W]: a vector [C]")
+def _global_avgpool(c):
+    x = _image(c)
+    return Tensor(c.G.add("reduce_mean", [x], {"axes": (2, 3)}, span=c.span))
+
+
+@builtin("flatten", [("x", REQUIRED)], "a per-sample tensor as a vector of its elements (row-major)")
+def _flatten(c):
+    x = c.tensor("x")
+    s = c.G.shape(x)
+    if not is_batched(s):
+        c.error(f"flatten takes a per-sample value, got the shared shape {fmt_shape(s)}", arg="x")
+    size = 1
+    for d in s[1:]:
+        size *= d
+    return Tensor(x if len(s) == 2 else c.G.add("reshape", [x], {"shape": (s[0], size)}, span=c.span))
+
+
+@builtin("reshape", [("x", REQUIRED), ("sizes", REQUIRED)],
+         "a per-sample tensor in another shape of the same number of elements: reshape(x, [4, 4])")
+def _reshape(c):
+    x = c.tensor("x")
+    s = c.G.shape(x)
+    sizes = c.value("sizes")
+    sizes = sizes if isinstance(sizes, list) else [sizes]
+    if not sizes or not all(isinstance(d, (int, float)) and not isinstance(d, bool) and d == int(d) and d >= 1
+                            for d in sizes):
+        c.error("the sizes of reshape are a list of positive whole numbers", "write reshape(x, [4, 4])", arg="sizes")
+    sizes = tuple(int(d) for d in sizes)
+    have, want = 1, 1
+    for d in per_sample(s):
+        have *= d
+    for d in sizes:
+        want *= d
+    if have != want:
+        c.error(f"reshape cannot make {fmt_shape(s)} ({have} elements) into {list(sizes)} ({want} elements)",
+                "the sizes must multiply to the same number of elements", arg="sizes")
+    shape = ((s[0],) if is_batched(s) else ()) + sizes
+    return Tensor(x if shape == tuple(s) else c.G.add("reshape", [x], {"shape": shape}, span=c.span))
 
 
 # ------------------------------------------------------------------ losses (per sample)

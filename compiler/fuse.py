@@ -22,7 +22,7 @@ With the pass switched off (`--no-pass fuse`) every node is its own loop / kerne
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Sequence, Set, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import networkx as nx
 
@@ -45,6 +45,8 @@ class Rules:
                               each of its value operands is a host value
     kind(G, n)                the kernel kind of n in a `schedule` (loop, matmul, rows, view,
                               transpose, expr: the CPU's kernels)
+    scratch(G, n)             the shape of a work array n's kernel needs while it runs (the
+                              patches of an im2col convolution), or None; planned in the arena
     """
     fusible: Callable[[Graph, int], bool]
     joins: Callable[[Graph, int, int], bool]
@@ -52,6 +54,7 @@ class Rules:
     value_operands: Callable[[Graph, int], List[int]] = lambda G, n: G.inputs(n)
     host: Callable[[Graph, int, List[bool]], bool] = lambda G, n, flags: False
     kind: Callable[[Graph, int], str] = lambda G, n: "loop"
+    scratch: Callable[[Graph, int], Optional[tuple]] = lambda G, n: None
 
 
 # ------------------------------------------------------------------ the grouping algorithm

@@ -13,8 +13,8 @@ that very loop (each element is read before it is overwritten: stores come last 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, List, Optional
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
 
 from .fuse import Rules, Schedule, entry_roots, schedule
 from .ir import Graph
@@ -29,6 +29,7 @@ class MemoryPlan:
     slot_of: Dict[int, int]                 # node -> slot
     reused: int = 0                         # values that took a slot another value had used
     schedule: Optional[Schedule] = None     # the kernel order the lifetimes refer to
+    scratch: Dict[int, int] = field(default_factory=dict)    # node -> slot of its kernel's work array
 
     def layout(self):
         """Each slot's offset into the arena as (a, c): a * B + c elements, and the arena size."""
@@ -75,19 +76,34 @@ def _last_use(G: Graph, sched: Schedule, n: int, end: int) -> int:
     return last
 
 
-def plan(G: Graph, sched: Schedule, returns, reuse: bool = True) -> MemoryPlan:
+def plan(G: Graph, sched: Schedule, returns, reuse: bool = True,
+         scratch: Optional[Callable[[Graph, int], Optional[tuple]]] = None) -> MemoryPlan:
+    """`scratch(G, n)`: the shape of the work array n's kernel needs while it runs, or None;
+    such an array lives during that kernel only (keyed as -1 - n among the values)."""
     end = len(sched.kernels)
     values = materialized(G, sched, set(returns), sched.copies)
     copied = {v for _, v in sched.copies}
     last = {n: (end if n in copied else _last_use(G, sched, n, end)) for n in values}
+    shape_of = {n: G.shape(n) for n in values}
+    at = {n: sched.kernel_of[n] for n in values}
+    work: Dict[int, int] = {}
+    if scratch is not None:
+        for k, K in enumerate(sched.kernels):
+            for n in K.nodes:
+                s = scratch(G, n)
+                if s is not None:
+                    key = -1 - n
+                    values.append(key)
+                    shape_of[key], at[key], last[key] = tuple(s), k, k
+        values.sort(key=lambda n: (at[n], n >= 0))      # a kernel's work array before its result
     slots: List[tuple] = []
     owner: List[int] = []            # value currently in each slot
     slot_of: Dict[int, int] = {}
     reused = 0
     for n in values:
-        k = sched.kernel_of[n]
+        k = at[n]
         K = sched.kernels[k]
-        shape = G.shape(n)
+        shape = shape_of[n]
         pick = None
         if reuse:
             for s, held in enumerate(owner):
@@ -96,7 +112,7 @@ def plan(G: Graph, sched: Schedule, returns, reuse: bool = True) -> MemoryPlan:
                 if last[held] < k:
                     pick = s
                     break
-                if (last[held] == k and K.kind == "loop" and n not in sched.sinks
+                if (n >= 0 and held >= 0 and last[held] == k and K.kind == "loop" and n not in sched.sinks
                         and _dies_elementwise(G, sched, held, k)):
                     pick = s
                     break
@@ -107,8 +123,11 @@ def plan(G: Graph, sched: Schedule, returns, reuse: bool = True) -> MemoryPlan:
         else:
             owner[pick] = n
             reused += 1
-        slot_of[n] = pick
-    return MemoryPlan(slots, slot_of, reused, sched)
+        if n >= 0:
+            slot_of[n] = pick
+        else:
+            work[-1 - n] = pick
+    return MemoryPlan(slots, slot_of, reused, sched, work)
 
 
 def _dies_elementwise(G: Graph, sched: Schedule, held: int, k: int) -> bool:
@@ -130,6 +149,6 @@ def plan_memory(G: Graph, rules: Rules) -> int:
     backend's `rules`; returns how many values share a slot with an earlier one."""
     losses, returns, assigns = entry_roots(G)
     sched = schedule(G, losses + returns + [v for _, v in assigns], assigns, rules)
-    mp = plan(G, sched, returns)
+    mp = plan(G, sched, returns, scratch=rules.scratch)
     G.memplan = mp
     return mp.reused

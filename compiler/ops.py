@@ -604,3 +604,214 @@ register(Op("dropout_mask", 3, _dropmask_shape, _dropmask_ref, lambda G, n, g: [
             [Case([(B, 5), (1,), ()], {"rate": 0.5}, ["real", "pos", "pos"]),
              Case([(B, 2, 3, 3), (1,), ()], {"rate": 0.25}, ["real", "pos", "pos"])],
             doc="inverted dropout's mask of `like`'s shape: 0 or 1/(1-rate), keyed by (seed, step, flat index)"))
+
+
+# ======================================================================= images: convolution and pooling
+# Batched NCHW images [B, C, H, W]. A kernel `k` and `stride`/`pad` are pairs (rows, columns).
+# A pooled or convolved size is floor((H + 2 pad - k) / stride) + 1 (PyTorch's floor mode).
+def out_size(h: int, k: int, stride: int, pad: int = 0) -> int:
+    return (h + 2 * pad - k) // stride + 1
+
+
+def _image(s, what) -> tuple:
+    if len(s) != 4 or not is_batched(s):
+        raise ShapeError(f"{what} needs images [C, H, W] per sample, got {fmt_shape(s)}")
+    return s
+
+
+def _conv_out(H, W, k, stride, pad, what):
+    ho, wo = out_size(H, k[0], stride[0], pad[0]), out_size(W, k[1], stride[1], pad[1])
+    if ho < 1 or wo < 1:
+        raise ShapeError(f"a {k[0]}x{k[1]} {what} does not fit in a {H}x{W} image"
+                         + (f" padded by {pad[0]}x{pad[1]}" if any(pad) else ""))
+    return ho, wo
+
+
+def _conv2d_shape(shapes, attrs):
+    x, w = shapes
+    _image(x, "conv")
+    if len(w) != 4 or is_batched(w):
+        raise ShapeError(f"conv needs a kernel [n, C, kh, kw], got {fmt_shape(w)}")
+    if w[1] != x[1]:
+        raise ShapeError(f"the kernel {fmt_shape(w)} has {w[1]} channels but the image {fmt_shape(x)} has {x[1]}")
+    ho, wo = _conv_out(x[2], x[3], w[2:], attrs["stride"], attrs["pad"], "kernel")
+    return (x[0], w[0], ho, wo)
+
+
+def _windows(xp, kh, kw, sh, sw, ho, wo):
+    """Each kernel offset (i, j) with the strided [B, C, ho, wo] view of the padded input it meets."""
+    for i in range(kh):
+        for j in range(kw):
+            yield i, j, (slice(None), slice(None), slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw))
+
+
+def _padded(x, pad):
+    return np.pad(x, ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1])))
+
+
+def _conv2d_ref(x, w, stride, pad):
+    xp = _padded(x, pad)
+    ho, wo = out_size(x.shape[2], w.shape[2], stride[0], pad[0]), out_size(x.shape[3], w.shape[3], stride[1], pad[1])
+    out = np.zeros((x.shape[0], w.shape[0], ho, wo), np.result_type(x, w))
+    for i, j, win in _windows(xp, w.shape[2], w.shape[3], *stride, ho, wo):
+        out += np.einsum("bchw,oc->bohw", xp[win], w[:, :, i, j])
+    return out
+
+
+def _conv2d_dx_shape(shapes, attrs):
+    g, w = shapes
+    H, W = attrs["hw"]
+    _image(g, "conv2d_dx")
+    if g[1] != w[0] or g[2:] != _conv_out(H, W, w[2:], attrs["stride"], attrs["pad"], "kernel"):
+        raise ShapeError(f"conv2d_dx: gradient {fmt_shape(g)} does not fit kernel {fmt_shape(w)} on {H}x{W}")
+    return (g[0], w[1], H, W)
+
+
+def _conv2d_dx_ref(g, w, stride, pad, hw):
+    B_, ho, wo = g.shape[0], g.shape[2], g.shape[3]
+    dxp = np.zeros((B_, w.shape[1], hw[0] + 2 * pad[0], hw[1] + 2 * pad[1]), np.result_type(g, w))
+    for i, j, win in _windows(dxp, w.shape[2], w.shape[3], *stride, ho, wo):
+        dxp[win] += np.einsum("bohw,oc->bchw", g, w[:, :, i, j])
+    return dxp[:, :, pad[0]:pad[0] + hw[0], pad[1]:pad[1] + hw[1]].copy()
+
+
+def _conv2d_dw_shape(shapes, attrs):
+    x, g = shapes
+    _image(x, "conv2d_dw")
+    _image(g, "conv2d_dw")
+    k = attrs["k"]
+    if g[2:] != _conv_out(x[2], x[3], k, attrs["stride"], attrs["pad"], "kernel"):
+        raise ShapeError(f"conv2d_dw: gradient {fmt_shape(g)} does not fit image {fmt_shape(x)}")
+    return (g[1], x[1], k[0], k[1])
+
+
+def _conv2d_dw_ref(x, g, stride, pad, k):
+    xp = _padded(x, pad)
+    dw = np.zeros((g.shape[1], x.shape[1], k[0], k[1]), np.result_type(x, g))
+    for i, j, win in _windows(xp, k[0], k[1], *stride, g.shape[2], g.shape[3]):
+        dw[:, :, i, j] = np.einsum("bohw,bchw->oc", g, xp[win])
+    return dw
+
+
+def _conv2d_vjp(G, n, g):
+    x, w = G.inputs(n)
+    at = G.attrs(n)
+    sp = {"stride": at["stride"], "pad": at["pad"]}
+    return [G.add("conv2d_dx", [g, w], dict(sp, hw=tuple(G.shape(x)[2:]))),
+            G.add("conv2d_dw", [x, g], dict(sp, k=tuple(G.shape(w)[2:])))]
+
+
+def _conv2d_dx_vjp(G, n, gg):
+    # conv2d_dx(g, w) is bilinear: <dx(g, w), G> = <g, conv(G, w)>
+    g, w = G.inputs(n)
+    at = G.attrs(n)
+    sp = {"stride": at["stride"], "pad": at["pad"]}
+    return [G.add("conv2d", [gg, w], sp), G.add("conv2d_dw", [gg, g], dict(sp, k=tuple(G.shape(w)[2:])))]
+
+
+def _conv2d_dw_vjp(G, n, gw):
+    # <dw(x, g), Gw> = <g, conv(x, Gw)> = <dx(g, Gw), x>
+    x, g = G.inputs(n)
+    at = G.attrs(n)
+    sp = {"stride": at["stride"], "pad": at["pad"]}
+    return [G.add("conv2d_dx", [g, gw], dict(sp, hw=tuple(G.shape(x)[2:]))), G.add("conv2d", [x, gw], sp)]
+
+
+def _s(stride=(1, 1), pad=(0, 0)):
+    return {"stride": stride, "pad": pad}
+
+
+register(Op("conv2d", 2, _conv2d_shape, _conv2d_ref, _conv2d_vjp,
+            [Case([(B, 2, 5, 5), (3, 2, 3, 3)], _s()), Case([(B, 2, 6, 5), (2, 2, 3, 2)], _s((2, 1), (1, 0))),
+             Case([(B, 1, 5, 6), (2, 1, 2, 3)], _s((2, 2), (1, 1))), Case([(B, 3, 4, 4), (2, 3, 1, 1)], _s())],
+            doc="2-D cross-correlation of images x[B, C, H, W] with kernels w[n, C, kh, kw], "
+                "`stride` and zero `pad` (rows, columns): [B, n, Ho, Wo]"))
+register(Op("conv2d_dx", 2, _conv2d_dx_shape, _conv2d_dx_ref, _conv2d_dx_vjp,
+            [Case([(B, 3, 3, 3), (3, 2, 3, 3)], dict(_s(), hw=(5, 5))),
+             Case([(B, 2, 3, 4), (2, 2, 3, 2)], dict(_s((2, 1), (1, 0)), hw=(6, 5))),
+             Case([(B, 2, 3, 3), (2, 1, 2, 3)], dict(_s((2, 2), (1, 1)), hw=(5, 6)))],
+            doc="the input gradient of conv2d: g[B, n, Ho, Wo] and w give [B, C, H, W] (`hw` = H, W)"))
+register(Op("conv2d_dw", 2, _conv2d_dw_shape, _conv2d_dw_ref, _conv2d_dw_vjp,
+            [Case([(B, 2, 5, 5), (B, 3, 3, 3)], dict(_s(), k=(3, 3))),
+             Case([(B, 2, 6, 5), (B, 2, 3, 4)], dict(_s((2, 1), (1, 0)), k=(3, 2))),
+             Case([(B, 1, 5, 6), (B, 2, 3, 3)], dict(_s((2, 2), (1, 1)), k=(2, 3)))],
+            doc="the kernel gradient of conv2d: x[B, C, H, W] and g[B, n, Ho, Wo] give [n, C, kh, kw] (`k` = kh, kw)"))
+
+
+def _pool_shape(shapes, attrs):
+    x = _image(shapes[0], "pooling")
+    ho, wo = _conv_out(x[2], x[3], attrs["k"], attrs["stride"], (0, 0), "pooling window")
+    return (x[0], x[1], ho, wo)
+
+
+def _pool_windows(x, k, stride):
+    ho, wo = out_size(x.shape[2], k[0], stride[0]), out_size(x.shape[3], k[1], stride[1])
+    return ho, wo, list(_windows(x, k[0], k[1], *stride, ho, wo))
+
+
+def _maxpool_ref(x, k, stride):
+    _, _, wins = _pool_windows(x, k, stride)
+    return np.max(np.stack([x[w] for _, _, w in wins]), axis=0)
+
+
+def _maxpool_dx_shape(shapes, attrs):
+    x, g = shapes
+    if tuple(g) != _pool_shape([x], attrs):
+        raise ShapeError(f"maxpool_dx: gradient {fmt_shape(g)} does not fit {fmt_shape(x)}")
+    return x
+
+
+def _maxpool_dx_ref(x, g, k, stride):
+    """g routed to the first maximum of each window (row-major order, as PyTorch)."""
+    _, _, wins = _pool_windows(x, k, stride)
+    arg = np.argmax(np.stack([x[w] for _, _, w in wins]), axis=0)
+    dx = np.zeros(x.shape, np.result_type(x, g))
+    for t, (_, _, w) in enumerate(wins):
+        dx[w] += np.where(arg == t, g, 0.0)
+    return dx
+
+
+def _avgpool_ref(x, k, stride):
+    _, _, wins = _pool_windows(x, k, stride)
+    return sum(x[w] for _, _, w in wins) / (k[0] * k[1])
+
+
+def _avgpool_dx_shape(shapes, attrs):
+    g = _image(shapes[0], "avgpool_dx")
+    H, W = attrs["hw"]
+    if g[2:] != _conv_out(H, W, attrs["k"], attrs["stride"], (0, 0), "pooling window"):
+        raise ShapeError(f"avgpool_dx: gradient {fmt_shape(g)} does not fit {H}x{W}")
+    return (g[0], g[1], H, W)
+
+
+def _avgpool_dx_ref(g, k, stride, hw):
+    dx = np.zeros(g.shape[:2] + tuple(hw), g.dtype)
+    for _, _, w in _windows(dx, k[0], k[1], *stride, g.shape[2], g.shape[3]):
+        dx[w] += g / (k[0] * k[1])
+    return dx
+
+
+def _p(k, stride):
+    return {"k": k, "stride": stride}
+
+
+_pool_cases = [Case([(B, 2, 4, 4)], _p((2, 2), (2, 2))), Case([(B, 1, 5, 5)], _p((3, 3), (2, 2))),
+               Case([(B, 2, 5, 4)], _p((2, 3), (1, 1))), Case([(B, 1, 5, 7)], _p((2, 2), (2, 3)))]
+register(Op("maxpool", 1, _pool_shape, _maxpool_ref,
+            lambda G, n, g: [G.add("maxpool_dx", [G.inputs(n)[0], g], dict(G.attrs(n)))], _pool_cases,
+            doc="the maximum of each kh x kw window of images, windows `stride` apart (may overlap)"))
+register(Op("maxpool_dx", 2, _maxpool_dx_shape, _maxpool_dx_ref, None,
+            [Case([(B, 2, 4, 4), (B, 2, 2, 2)], _p((2, 2), (2, 2))),
+             Case([(B, 1, 5, 5), (B, 1, 2, 2)], _p((3, 3), (2, 2))),
+             Case([(B, 2, 5, 4), (B, 2, 4, 2)], _p((2, 3), (1, 1)))],
+            doc="the gradient of maxpool: g routed to the first maximum of each window of x, summed where "
+                "windows overlap (piecewise constant in x; not differentiated again)"))
+register(Op("avgpool", 1, _pool_shape, _avgpool_ref,
+            lambda G, n, g: [G.add("avgpool_dx", [g], dict(G.attrs(n), hw=tuple(G.shape(G.inputs(n)[0])[2:])))],
+            _pool_cases, doc="the mean of each kh x kw window of images, windows `stride` apart (may overlap)"))
+register(Op("avgpool_dx", 1, _avgpool_dx_shape, _avgpool_dx_ref,
+            lambda G, n, g: [G.add("avgpool", [g], {"k": G.attrs(n)["k"], "stride": G.attrs(n)["stride"]})],
+            [Case([(B, 2, 2, 2)], dict(_p((2, 2), (2, 2)), hw=(4, 4))),
+             Case([(B, 1, 2, 2)], dict(_p((3, 3), (2, 2)), hw=(5, 5))),
+             Case([(B, 2, 4, 2)], dict(_p((2, 3), (1, 1)), hw=(5, 4)))],
+            doc="the gradient of avgpool: each window's g spread evenly over it (`hw` = H, W)"))

@@ -26,11 +26,12 @@ import numpy as np
 from netc.dsl import UserError, did_you_mean
 
 __all__ = [
-    "DataError", "Dataset", "GENERATORS", "generate", "load_digits", "load_csv", "load_npz",
+    "DataError", "Dataset", "GENERATORS", "generate", "load_digits", "load_mnist", "load_csv", "load_npz",
     "load_idx", "validate", "split",
 ]
 
 _DIGITS_PATH = Path(__file__).resolve().parent / "datasets" / "digits.npz"
+_MNIST_PATH = Path(__file__).resolve().parent / "datasets" / "mnist.npz"
 
 
 class DataError(UserError):
@@ -239,6 +240,15 @@ def load_digits() -> Dataset:
         images, labels = data["images"], data["labels"]
     X = images.reshape(len(images), -1).astype(np.float64) / 16.0
     return Dataset(X, labels.astype(np.int64), name="digits")
+
+
+def load_mnist() -> Dataset:
+    """The bundled MNIST subset: 5,000 28×28 images (500 per digit) as X (5000, 784) in [0, 1]
+    and labels 0..9 (see datasets/README.md for its source and licence)."""
+    with np.load(_MNIST_PATH, allow_pickle=False) as data:
+        images, labels = data["images"], data["labels"]
+    X = images.reshape(len(images), -1).astype(np.float64) / 255.0
+    return Dataset(X, labels.astype(np.int64), name="mnist")
 
 
 def _read_bytes(path) -> bytes:

@@ -4,6 +4,9 @@
     metrics.png   each metric per epoch, training and validation
     regions.png   for a model of 2-D inputs: its decision regions (or its output, for a real
                   target) over the plane, with the data points on top
+    filters.png   for a convolutional model: the learned filters of its first convolution as
+                  an image grid (a row per filter, a column per input channel; one grid of
+                  tiles for a single channel), each on a symmetric scale (white 0)
 """
 from __future__ import annotations
 
@@ -157,6 +160,49 @@ def plot_regions(model, X: np.ndarray, y: np.ndarray, path: str, title: str = ""
     return path
 
 
+def first_filters(model) -> Optional[tuple]:
+    """(name, array [n, C, kh, kw]) of the model's first convolution kernel (its first param
+    of rank 4, as declared or created), or None."""
+    for p in model.ir.params:
+        if len(p.shape) == 4:
+            return p.name, np.asarray(model.params[p.name], np.float64)
+    return None
+
+
+def plot_filters(model, path: str, title: str = "", max_filters: int = 64, max_channels: int = 8) -> Optional[str]:
+    """The first convolution's filters as an image grid (None for a model without one)."""
+    found = first_filters(model)
+    if found is None:
+        return None
+    name, W = found
+    plt = _pyplot()
+    n, C = min(W.shape[0], max_filters), min(W.shape[1], max_channels)
+    tiles = [(f, c) for f in range(n) for c in range(C)]
+    cols = C if C > 1 else int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(len(tiles) / cols))
+    side = max(0.45, min(1.2, 8.0 / max(cols, rows)))
+    fig, axes = plt.subplots(rows, cols, figsize=(max(4.5, cols * side + 1.2), max(3.5, rows * side + 0.8)),
+                             dpi=100, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for k, (f, c) in enumerate(tiles):
+        ax = axes.ravel()[k]
+        w = W[f, c]
+        lim = max(float(np.abs(W[f]).max()), 1e-12)         # one scale per filter, 0 is white
+        ax.imshow(w, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+        if C > 1 and f == 0:
+            ax.set_title(f"ch {c}", fontsize="small")
+        if k % cols == 0 and C > 1:
+            ax.text(-0.6, (w.shape[0] - 1) / 2, str(f), ha="right", va="center", fontsize="small")
+    shown = f"{n} of {W.shape[0]} filters" if n < W.shape[0] else f"{n} filters"
+    fig.suptitle(f"{title} {name}: {shown} {W.shape[2]}x{W.shape[3]}".strip(), fontsize="medium")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def plot_run(run_path: str, out_dir: Optional[str] = None, model=None, data=None) -> List[str]:
     """Every plot of a run directory (into `out_dir`, default the run directory). `model` and
     `data` (X, y raw) are loaded from the run's checkpoint and settings when not given."""
@@ -181,6 +227,9 @@ def plot_run(run_path: str, out_dir: Optional[str] = None, model=None, data=None
     if not records:
         raise PlotError(f"{rd.shown}: no epochs to plot (metrics.jsonl is empty)")
     paths = plot_history(records, out_dir, model.name, best_epoch)
+    p = plot_filters(model, os.path.join(out_dir, "filters.png"), model.name)
+    if p:
+        paths.append(p)
     if tuple(model.ir.input_shape) == (2,) and model.ir.target is not None:
         if data is None:
             spec = (doc.get("settings") or {}).get("data")

@@ -276,7 +276,7 @@ def schedule_of(call, diag: Collector):
     return (call.name, kwargs)
 
 
-SOURCES = ["linear", "blobs", "xor", "moons", "circles", "spiral", "digits", "csv", "npz", "npy", "idx"]
+SOURCES = ["linear", "blobs", "xor", "moons", "circles", "spiral", "digits", "mnist", "csv", "npz", "npy", "idx"]
 
 
 def load(source, base_dir: str) -> D.Dataset:
@@ -284,6 +284,8 @@ def load(source, base_dir: str) -> D.Dataset:
     name = source.name
     if name == "digits":
         return D.load_digits()
+    if name == "mnist":
+        return D.load_mnist()
     args = list(source.args) if isinstance(source, StaticCall) else []
     kw = source.kw() if isinstance(source, StaticCall) else {}
     if name in D.GENERATORS:
@@ -327,7 +329,7 @@ def spec_text(spec: dict) -> str:
     """`moons(n=2000, seed=0)`, `csv("/abs/data.csv", label="y")`, `digits`."""
     parts = [repr(a) if not isinstance(a, str) else f'"{a}"' for a in spec["args"]]
     parts += [f"{k}=" + (f'"{v}"' if isinstance(v, str) else repr(v)) for k, v in spec["kwargs"].items()]
-    return spec["source"] + (f"({', '.join(parts)})" if parts or spec["source"] != "digits" else "")
+    return spec["source"] + (f"({', '.join(parts)})" if parts or spec["source"] not in ("digits", "mnist") else "")
 
 
 def load_spec(spec: dict) -> D.Dataset:

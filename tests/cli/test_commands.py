@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+import netc
 from netc.cli import main
 
 DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -93,6 +94,40 @@ def test_plot_command(small_run, tmp_path, run_main):
         check_png(tmp_path / "pics" / name)
     code, out, err = run_main("plot", tmp_path / "nothing")
     assert code == 2 and err.startswith("error:") and "no such run directory" in err
+
+
+CONV_NET = """model tinycnn
+input img[1, 8, 8]
+target y: class[10]
+a = maxpool(relu(conv2d(img, 6, 3, pad=1)), 2)
+p = softmax(dense(flatten(a), 10))
+loss cross_entropy(p, y)
+optimizer adam(lr=0.01)
+train {
+  data = digits
+  epochs = 2
+  batch = 64
+}
+"""
+
+
+def test_plot_of_a_conv_model_shows_its_first_filters(tmp_path, run_main):
+    src = tmp_path / "tinycnn.net"
+    src.write_text(CONV_NET)
+    code, out, err = run_main("train", src, "--out", tmp_path / "run", "--plot", "--quiet")
+    assert code == 0, err
+    check_png(tmp_path / "run" / "filters.png")
+    code, out, err = run_main("plot", tmp_path / "run", "-o", tmp_path / "pics")
+    assert code == 0 and "filters.png" in out, err
+    check_png(tmp_path / "pics" / "filters.png")
+    # the grid shows the learned kernel: a tile per filter, on the filter's own scale
+    from netc.runtime.plots import first_filters
+    name, W = first_filters(netc.load(str(tmp_path / "run")))
+    assert name == "a.conv2d.W" and W.shape == (6, 1, 3, 3)
+
+
+def test_no_filters_for_a_model_without_convolutions(small_run):
+    assert not (small_run / "filters.png").exists()
 
 
 def test_eval_command_metrics_and_confusion_matrix(small_run, run_main):

@@ -20,19 +20,10 @@ NRT_SCRIPT = textwrap.dedent("""
     import numpy as np, numba
     from numba.core.runtime import rtsys
     import netc
-    src = '''model m
-    input x[6]
-    target y: class[3]
-    h = relu(dense(x, 8))
-    p = softmax(dense(h, 3))
-    output p
-    loss main = cross_entropy(p, y)
-    loss reg = 1e-3 * l2(weights)
-    optimizer sgd(lr=0.1, momentum=0.9, nesterov=true)
-    '''
+    src = os.environ["NRT_MODEL"]
     m = netc.compile(src, disabled_passes=sys.argv[1:])
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((16, 6)).astype(np.float32); y = rng.integers(0, 3, 16)
+    X = rng.standard_normal((16,) + tuple(m.ir.input_shape)).astype(np.float32); y = rng.integers(0, 3, 16)
     params = list(m.params.values()); states = [m.state[s.name] for s in m.artifact.states]
     losses = np.zeros(2)
     step = m.artifact.train_step
@@ -57,9 +48,36 @@ NRT_SCRIPT = textwrap.dedent("""
 """)
 
 
-def nrt_allocations(disabled=()):
+MLP = '''model m
+input x[6]
+target y: class[3]
+h = relu(dense(x, 8))
+p = softmax(dense(h, 3))
+output p
+loss main = cross_entropy(p, y)
+loss reg = 1e-3 * l2(weights)
+optimizer sgd(lr=0.1, momentum=0.9, nesterov=true)
+'''
+
+# every image op: im2col convolutions (stride, padding, a non-square kernel, a 1x1 kernel on a
+# 1x1 image), overlapping max pooling, average pooling, global average pooling
+CONV = '''model m
+input x[2, 9, 9]
+target y: class[3]
+a = relu(conv2d(x, 4, 3, pad=1))
+b = maxpool(a, 3, stride=2)
+c = relu(conv2d(b, 4, [2, 3], stride=[1, 2], pad=[0, 1]))
+d = avgpool(c, 1)
+e = conv2d(maxpool(d, 2), 2, 1)
+p = softmax(dense(flatten(d), 3) + dense(global_avgpool(e), 3))
+loss main = cross_entropy(p, y)
+optimizer adam(lr=0.01)
+'''
+
+
+def nrt_allocations(disabled=(), model=MLP):
     r = subprocess.run([sys.executable, "-c", NRT_SCRIPT, *disabled], capture_output=True, text=True,
-                       timeout=600, env=dict(os.environ, NUMBA_NRT_STATS="1"))
+                       timeout=600, env=dict(os.environ, NUMBA_NRT_STATS="1", NRT_MODEL=model))
     assert r.returncode == 0, r.stderr
     step, noop = eval(r.stdout.strip().splitlines()[-1])
     return step, noop
@@ -72,6 +90,14 @@ def test_steady_state_train_step_allocates_nothing():
     step, noop = nrt_allocations()
     assert step == noop, (step, noop)
     step_off, noop_off = nrt_allocations(["memplan"])
+    assert step_off[0] > noop_off[0] + 5, (step_off, noop_off)
+
+
+def test_steady_state_train_step_of_a_conv_model_allocates_nothing():
+    """The same for convolutions (their im2col work arrays are arena slots) and pooling."""
+    step, noop = nrt_allocations(model=CONV)
+    assert step == noop, (step, noop)
+    step_off, noop_off = nrt_allocations(["memplan"], model=CONV)
     assert step_off[0] > noop_off[0] + 5, (step_off, noop_off)
 
 

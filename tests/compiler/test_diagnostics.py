@@ -138,6 +138,44 @@ WRONG = [
 ]
 
 
+IMG = "model m\ninput img[1, 8, 8]\ntarget y: class[3]\n"        # images; bodies start at line 4
+
+# (id, source, message fragment, line, column[, hint fragment]): images (issue 10)
+WRONG_IMAGES = [
+    ("dense on an image", IMG + "h = dense(img, 3)\n", "dense needs a per-sample vector, got shape [1, 8, 8]", 4, 11,
+     "flatten it first"),
+    ("kernel larger than its input", IMG + "h = conv2d(img, 4, 9)\n",
+     "the 9x9 kernel of conv2d is larger than its input [1, 8, 8]", 4, 20, "pad the input"),
+    ("kernel larger than its padded input", IMG + "param K[2, 1, 11, 3]\nh = conv(img, K, pad=1)\n",
+     "the 11x3 kernel of conv is larger than its input [1, 8, 8] (padded by 1x1: 10x10)", 5, 15),
+    ("channel mismatch", IMG + "param K[4, 3, 3, 3]\nh = conv(img, K)\n",
+     "the kernel [4, 3, 3, 3] has 3 input channels but the image [1, 8, 8] has 1", 5, 15, "[4, 1, 3, 3]"),
+    ("conv of a vector", body("h = conv2d(x, 4, 3)\n"), "conv2d needs images [C, H, W] per sample, got shape [4]",
+     4, 12, "input NAME[C, H, W]"),
+    ("kernel not a 4-d param", IMG + "param K[4, 3]\nh = conv(img, K)\n",
+     "the kernel of conv must be a param [n, C, kh, kw], got shape [4, 3]", 5, 15),
+    ("pooling window larger than its input", IMG + "h = maxpool(img, 9)\n",
+     "the 9x9 window of maxpool is larger than its input [1, 8, 8]", 4, 18),
+    ("bad stride", IMG + "h = avgpool(img, 2, stride=0)\n", "stride of avgpool must be a whole number >= 1", 4, 28,
+     "stride=2 or stride=[2, 3]"),
+    ("bad kernel size", IMG + "h = conv2d(img, 4, [2, 2, 2])\n", "k of conv2d must be a whole number >= 1 or a pair",
+     4, 20),
+    ("reshape to another size", IMG + "h = reshape(img, [8, 9])\n",
+     "reshape cannot make [1, 8, 8] (64 elements) into [8, 9] (72 elements)", 4, 18),
+]
+
+
+@pytest.mark.parametrize("case", WRONG_IMAGES, ids=[c[0] for c in WRONG_IMAGES])
+def test_wrong_image_program(case):
+    test_wrong_program(case)
+
+
+def test_image_errors_are_reported_at_once():
+    err = diagnose(IMG + "a = dense(img, 3)\nb = conv2d(img, 4, 9)\nparam K[4, 3, 3, 3]\nc = conv(img, K)\n")
+    assert err is not None
+    assert [d.span.line for d in err.diagnostics] == [4, 5, 7], err.render()
+
+
 def test_the_table_is_large_and_distinct():
     assert len(WRONG) >= 30
     assert len({c[0] for c in WRONG}) == len(WRONG)

@@ -6,16 +6,38 @@ through."""
 import glob
 import os
 import re
+import tempfile
 
 import numpy as np
 import pytest
 
 import netc
+from netc.compiler.builtins import BUILTINS
 from netc.compiler.frontend import check, lower
 from netc.dsl import parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EXAMPLES = sorted(glob.glob(os.path.join(ROOT, "examples", "*.net")))
+# lenet's 28x28 convolutions are too slow for the simulator (a Python thread per output pixel):
+# digits_cnn covers the image ops here, bench/gpu_check.sh runs lenet on a real GPU
+EXAMPLES = [p for p in sorted(glob.glob(os.path.join(ROOT, "examples", "*.net")))
+            if os.path.basename(p) != "lenet.net"]
+# a small convolutional model with every image op (strided, padded, non-square and 1x1
+# convolutions; overlapping max pooling; average and global average pooling), as a file
+CONV_SMALL = os.path.join(tempfile.mkdtemp(prefix="netc-cuda-"), "conv_small.net")
+with open(CONV_SMALL, "w") as _f:
+    _f.write("""model conv_small
+input img[1, 6, 6]
+target y: class[3]
+param K[3, 1, 3, 2] = he
+param c[3, 1, 1] = 0.1
+a = maxpool(relu(conv(img, K, pad=1) + c), 3, stride=2)
+b = avgpool(relu(conv2d(a, 4, [2, 3], stride=[1, 2], pad=1)), 2, stride=1)
+g = global_avgpool(conv2d(b, 2, 1))
+p = softmax(dense(flatten(b), 3) + dense(g, 3))
+loss cross_entropy(p, y)
+optimizer adam(lr=0.01)
+""")
+EXAMPLES.append(CONV_SMALL)
 BATCH, STEPS, TOL = 8, 5, 1e-5
 
 
@@ -40,6 +62,8 @@ def close(got, want, what):
 @pytest.fixture(scope="module", params=EXAMPLES, ids=lambda p: os.path.basename(p))
 def pair(request):
     path = request.param
+    if os.path.basename(path) == "digits_cnn.net" and "batchnorm" not in BUILTINS:
+        pytest.skip("digits_cnn.net needs batchnorm and dropout (issue 10's other half)")
     cpu = netc.compile(path, dtype="float32", seed=0)
     with open(path) as f:
         gpu = lower(check(parse(f.read(), path)), device="cuda", dtype="float32")

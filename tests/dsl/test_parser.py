@@ -37,8 +37,9 @@ def n(name):
 
 
 # ---------------------------------------------------------------- the six examples
-def test_there_are_six_examples():
-    assert [f.stem for f in EXAMPLE_FILES] == ["digits", "linear", "moons", "neuron", "spiral", "xor"]
+def test_there_are_eight_examples():
+    assert [f.stem for f in EXAMPLE_FILES] == ["digits", "digits_cnn", "lenet", "linear", "moons", "neuron",
+                                               "spiral", "xor"]
 
 
 @pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.stem)

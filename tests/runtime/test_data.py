@@ -150,6 +150,47 @@ def test_digits():
     assert ds.name == "digits"
 
 
+def test_mnist():
+    ds = data.load_mnist()
+    assert ds.X.shape == (5000, 784) and ds.X.dtype == np.float64
+    assert ds.y.shape == (5000,) and ds.y.dtype == np.int64
+    assert ds.X.min() == 0.0 and ds.X.max() == 1.0
+    np.testing.assert_array_equal(ds.X * 255, np.round(ds.X * 255))
+    assert np.bincount(ds.y).tolist() == [500] * 10
+    assert ds.name == "mnist"
+    # real digits: the mean image of each class differs from the others', strokes are sparse
+    means = np.stack([ds.X[ds.y == c].mean(0) for c in range(10)])
+    assert 0.08 < ds.X.mean() < 0.2 and np.min(np.abs(means[:, None] - means[None]).sum(-1) + np.eye(10) * 1e9) > 10
+
+
+@pytest.mark.parametrize("loader,shape", [(data.load_digits, (1, 8, 8)), (data.load_mnist, (1, 28, 28)),
+                                          (data.load_mnist, (784,))])
+def test_bundled_images_take_the_declared_input_shape(loader, shape):
+    ds = loader()
+    got = data.validate(ds, shape, "class", 10, ds.name)
+    assert got.X.shape == (len(ds.X),) + shape and got.X.flags.c_contiguous
+    side = int(np.sqrt(ds.X.shape[1]))
+    np.testing.assert_array_equal(got.X.reshape(len(ds.X), side, side)[7], ds.X[7].reshape(side, side))
+
+
+def test_image_sizes_that_do_not_match_name_both():
+    with pytest.raises(DataError, match=r"each sample has shape \[64\] \(64 values\) but the model's input "
+                                        r"expects \[1, 28, 28\] \(784 values\)"):
+        data.validate(data.load_digits(), (1, 28, 28), "class", 10, "digits")
+
+
+def test_csv_and_npz_images_take_the_declared_input_shape(tmp_path):
+    ds = data.load_digits()
+    X, y = ds.X[:20], ds.y[:20]
+    np.savez(tmp_path / "d.npz", X=X.reshape(20, 8, 8), y=y)       # stored as 8x8 images
+    rows = [",".join([f"p{i}" for i in range(64)] + ["digit"])]
+    rows += [",".join([repr(float(v)) for v in x] + [str(c)]) for x, c in zip(X, y)]
+    csv = _write(tmp_path / "d.csv", "\n".join(rows) + "\n")
+    for loaded in (data.load_npz(str(tmp_path / "d.npz")), data.load_csv(csv, label="digit")):
+        got = data.validate(loaded, (1, 8, 8), "class", 10, "f")
+        np.testing.assert_allclose(got.X, X.reshape(20, 1, 8, 8))
+
+
 # --------------------------------------------------------------------------- csv
 
 def _write(path, text):

@@ -23,6 +23,7 @@ from ...shapes import B
 from ...memplan import materialized
 from ...traingraph import Function, arg_name
 from .lowering import ExprCtx, LoopCtx, Operands, lowering, schedule
+from .lowering import scratch as _scratch
 from .lowering import size as _size
 
 # fastmath without nnan/ninf: reductions may be reassociated (and vectorized), but infinities
@@ -68,6 +69,7 @@ class _Emitter:
         self.G, self.fn, self.const = G, fn, const_name
         self.lines: List[str] = []
         self.names: Dict[int, str] = {}
+        self.work: Dict[int, str] = {}        # node -> its kernel's work array (planned)
         self.planned = is_planned(G)
         roots = list(fn.losses) + list(fn.returns) + [v for _, v in fn.assigns]
         if self.planned:
@@ -155,6 +157,8 @@ class _Emitter:
                 body.append(f"    m{s} = arena[{off}:{off} + {_size(shape)}].reshape({_shape_expr(shape)})")
             for n, s in self.slot_of.items():
                 self.names[n] = f"m{s}"
+            for n, s in self.mp.scratch.items():
+                self.work[n] = f"m{s}"
         else:
             for k, n in enumerate(fn.returns):
                 if G.shape(n) != () and G.op(n) not in LEAF_OPS:
@@ -319,6 +323,19 @@ class _Emitter:
         self.lines.append(f"    for i0 in {_range(d0)}:  # {self.where(n)}")
         self.lines.append(f"        for i1 in {_range(d1)}:")
         self.lines.append(f"            {self.names[n]}[i0, i1] = {self.names[x]}[i1, i0]")
+
+    def k_call(self, K: Kernel) -> None:
+        """A hand-written kernel writing into the node's array (its slot, an output, or a
+        fresh array when unplanned)."""
+        G, n = self.G, K.node
+        self.alloc(n)
+        work = self.work.get(n)
+        shape = _scratch(G, n)
+        if work is None and shape is not None:          # unplanned: a fresh work array
+            work = f"w{n}"
+            self.lines.append(f"    {work} = np.empty({_shape_expr(shape)}, DT)")
+        stmt = lowering(G, n).code(self.ctx(n), [self.names[i] for i in G.inputs(n)], self.names[n], G.attrs(n), work)
+        self.lines.append(f"    {stmt}  # {self.where(n)} {list(G.shape(n))}")
 
     def k_expr(self, K: Kernel) -> None:
         """An op with no loop lowering: its lowering's array expression (allocates)."""

@@ -15,6 +15,10 @@ gives its code:
   transpose  a copy loop
   expr       an array expression `code(c, ins, attrs)` (c: `ExprCtx`; allocates): ops with no
              loop lowering
+  call       a call of a hand-written kernel of `kernels.py` that writes into the node's
+             array (a slot of the arena: allocates nothing): `code(c, ins, out, attrs, work)`
+             is the statement (convolution and pooling); `scratch(G, n)` the shape of the work
+             array it needs while it runs (planned in the arena too), or None
 
 `RULES` tells the grouping (`compiler.fuse`) which nodes fuse and each node's kernel kind.
 """
@@ -53,6 +57,7 @@ class Lowering:
     sink: bool = False
     mean: bool = False
     eager: bool = True
+    scratch: Optional[Callable[[Graph, int], Optional[tuple]]] = None
 
     def kind_of(self, G: Graph, n: int) -> str:
         return self.kind(G, n) if callable(self.kind) else self.kind
@@ -258,6 +263,55 @@ LOWERINGS["slice"] = Lowering(
 LOWERINGS["pad"] = Lowering("expr", _pad)
 
 
+# ======================================================================= images: kernels writing into their slot
+def _pair_args(*keys):
+    return lambda at: ", ".join(str(v) for k in keys for v in at[k])
+
+
+def _call(fn, *keys):
+    args = _pair_args(*keys)
+    return Lowering("call", lambda c, ins, out, at, work: f"K.{fn}({', '.join(ins)}, {out}, {args(at)})")
+
+
+def _conv_dims(G: Graph, n: int):
+    """(C, kh, kw, filters, Ho, Wo) of a convolution node or one of its adjoints."""
+    op, (a, b) = G.op(n), G.inputs(n)
+    if op == "conv2d":
+        f, C, kh, kw = G.shape(b)
+        ho, wo = G.shape(n)[2:]
+    elif op == "conv2d_dx":
+        f, C, kh, kw = G.shape(b)
+        ho, wo = G.shape(a)[2:]
+    else:
+        C, (kh, kw) = G.shape(a)[1], G.attrs(n)["k"]
+        f, ho, wo = G.shape(b)[1:]
+    return C, kh, kw, f, ho, wo
+
+
+def _conv_scratch(G: Graph, n: int) -> Optional[tuple]:
+    """The im2col work array: the patches [C*kh*kw, B*Ho*Wo] and the [filters, B*Ho*Wo]
+    operand or result of the product."""
+    C, kh, kw, f, ho, wo = _conv_dims(G, n)
+    return (B, (C * kh * kw + f) * ho * wo)
+
+
+def _conv(fn):
+    """A convolution or one of its adjoints: im2col + one BLAS product over the batch (direct
+    loops were measured slower at every shape tried: bench/RESULTS.md)."""
+    args = _pair_args("stride", "pad")
+    return Lowering("call", lambda c, ins, out, at, work: f"K.{fn}_gemm({', '.join(ins)}, {out}, {work}, {args(at)})",
+                    scratch=_conv_scratch)
+
+
+LOWERINGS["conv2d"] = _conv("conv2d")
+LOWERINGS["conv2d_dx"] = _conv("conv2d_dx")
+LOWERINGS["conv2d_dw"] = _conv("conv2d_dw")
+LOWERINGS["maxpool"] = _call("maxpool", "k", "stride")
+LOWERINGS["maxpool_dx"] = _call("maxpool_dx", "k", "stride")
+LOWERINGS["avgpool"] = _call("avgpool", "k", "stride")
+LOWERINGS["avgpool_dx"] = _call("avgpool_dx", "k", "stride")
+
+
 # ======================================================================= grouping rules
 def kind(G: Graph, n: int) -> str:
     return lowering(G, n).kind_of(G, n)
@@ -279,7 +333,15 @@ def is_fusible(G: Graph, n: int) -> bool:
 # at the node's index; a reduction accumulates in the loop over its operand's shape. Every
 # operand counts as a dependency (the default value_operands): conservative, and the CPU's
 # loops stay as they were
-RULES = Rules(fusible=is_fusible, sink=is_sink, kind=kind,
+def scratch(G: Graph, n: int) -> Optional[tuple]:
+    """The work array n's kernel needs (im2col patches), or None."""
+    if G.op(n) in LEAF_OPS:
+        return None
+    low = lowering(G, n)
+    return low.scratch(G, n) if low.scratch is not None else None
+
+
+RULES = Rules(fusible=is_fusible, sink=is_sink, kind=kind, scratch=scratch,
               joins=lambda G, n, p: is_sink(G, n) or G.shape(G.inputs(n)[p]) == G.shape(n))
 
 

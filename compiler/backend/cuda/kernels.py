@@ -367,7 +367,177 @@ def variants(dtype: str) -> List[Tuple[object, str]]:
         out.append((col_kernel(kind, dtype), f"({dtype}[:, :, ::1], {a2}, {dtype})"))
     for x in (a2, "int64[:, ::1]"):
         out.append((_gather, f"({x}, int64[::1], {x})"))
+    a4 = f"{dtype}[:, :, :, ::1]"
+    for kind in IMAGE_KINDS:
+        arrays = 3 if kind.startswith("conv") or kind == "maxpool_dx" else 2
+        out.append((image_kernel(kind, dtype), "(" + ", ".join([a4] * arrays + ["int64"] * 4) + ")"))
     return out
+
+
+# ============================================================== images (NCHW): convolution and pooling
+# One thread per output element, each gathering what it needs (no atomics): the input
+# gradients find the outputs whose windows cover their pixel. Factories per dtype, so the
+# accumulators keep the model's float type.
+@lru_cache(maxsize=None)
+def image_kernel(kind: str, dtype: str):
+    zero = np.dtype(dtype).type(0)
+
+    if kind == "conv2d":
+        @cuda.jit(cache=not SIM)
+        def k_conv2d(x, w, out, sh, sw, ph, pw):
+            k = cuda.grid(1)
+            nb, n, ho, wo = out.shape
+            C, H, W = x.shape[1], x.shape[2], x.shape[3]
+            kh, kw = w.shape[2], w.shape[3]
+            if k < nb * n * ho * wo:
+                xo = k % wo
+                y = (k // wo) % ho
+                o = (k // (wo * ho)) % n
+                b = k // (wo * ho * n)
+                s = zero
+                for c in range(C):
+                    for i in range(kh):
+                        iy = y * sh + i - ph
+                        if iy >= 0 and iy < H:
+                            for j in range(kw):
+                                ix = xo * sw + j - pw
+                                if ix >= 0 and ix < W:
+                                    s += x[b, c, iy, ix] * w[o, c, i, j]
+                out[b, o, y, xo] = s
+        return k_conv2d
+
+    if kind == "conv2d_dx":
+        @cuda.jit(cache=not SIM)
+        def k_conv2d_dx(g, w, out, sh, sw, ph, pw):
+            k = cuda.grid(1)
+            nb, C, H, W = out.shape
+            n, ho, wo = g.shape[1], g.shape[2], g.shape[3]
+            kh, kw = w.shape[2], w.shape[3]
+            if k < nb * C * H * W:
+                ix = k % W
+                iy = (k // W) % H
+                c = (k // (W * H)) % C
+                b = k // (W * H * C)
+                s = zero
+                for i in range(kh):
+                    ty = iy + ph - i
+                    if ty >= 0 and ty % sh == 0 and ty // sh < ho:
+                        y = ty // sh
+                        for j in range(kw):
+                            tx = ix + pw - j
+                            if tx >= 0 and tx % sw == 0 and tx // sw < wo:
+                                for o in range(n):
+                                    s += g[b, o, y, tx // sw] * w[o, c, i, j]
+                out[b, c, iy, ix] = s
+        return k_conv2d_dx
+
+    if kind == "conv2d_dw":
+        @cuda.jit(cache=not SIM)
+        def k_conv2d_dw(x, g, out, sh, sw, ph, pw):
+            k = cuda.grid(1)
+            n, C, kh, kw = out.shape
+            nb, H, W = x.shape[0], x.shape[2], x.shape[3]
+            ho, wo = g.shape[2], g.shape[3]
+            if k < n * C * kh * kw:
+                j = k % kw
+                i = (k // kw) % kh
+                c = (k // (kw * kh)) % C
+                o = k // (kw * kh * C)
+                s = zero
+                for b in range(nb):
+                    for y in range(ho):
+                        iy = y * sh + i - ph
+                        if iy >= 0 and iy < H:
+                            for xo in range(wo):
+                                ix = xo * sw + j - pw
+                                if ix >= 0 and ix < W:
+                                    s += g[b, o, y, xo] * x[b, c, iy, ix]
+                out[o, c, i, j] = s
+        return k_conv2d_dw
+
+    if kind in ("maxpool", "avgpool"):
+        is_max = kind == "maxpool"
+
+        @cuda.jit(cache=not SIM)
+        def k_pool(x, out, kh, kw, sh, sw):
+            k = cuda.grid(1)
+            nb, C, ho, wo = out.shape
+            if k < nb * C * ho * wo:
+                xo = k % wo
+                y = (k // wo) % ho
+                c = (k // (wo * ho)) % C
+                b = k // (wo * ho * C)
+                m = x[b, c, y * sh, xo * sw]
+                s = zero
+                for i in range(kh):
+                    for j in range(kw):
+                        v = x[b, c, y * sh + i, xo * sw + j]
+                        m = max(m, v)
+                        s += v
+                out[b, c, y, xo] = m if is_max else s / (kh * kw)
+        return k_pool
+
+    if kind == "maxpool_dx":
+        @cuda.jit(cache=not SIM)
+        def k_maxpool_dx(x, g, out, kh, kw, sh, sw):
+            k = cuda.grid(1)
+            nb, C, H, W = out.shape
+            ho, wo = g.shape[2], g.shape[3]
+            if k < nb * C * H * W:
+                ix = k % W
+                iy = (k // W) % H
+                c = (k // (W * H)) % C
+                b = k // (W * H * C)
+                s = zero
+                for y in range(max(0, (iy - kh + sh) // sh), min(ho, iy // sh + 1)):
+                    for xo in range(max(0, (ix - kw + sw) // sw), min(wo, ix // sw + 1)):
+                        # the first maximum of window (y, xo), row-major, as the CPU and PyTorch
+                        m = x[b, c, y * sh, xo * sw]
+                        ai = 0
+                        aj = 0
+                        for i in range(kh):
+                            for j in range(kw):
+                                v = x[b, c, y * sh + i, xo * sw + j]
+                                if v > m:
+                                    m = v
+                                    ai = i
+                                    aj = j
+                        if y * sh + ai == iy and xo * sw + aj == ix:
+                            s += g[b, c, y, xo]
+                out[b, c, iy, ix] = s
+        return k_maxpool_dx
+
+    if kind == "avgpool_dx":
+        @cuda.jit(cache=not SIM)
+        def k_avgpool_dx(g, out, kh, kw, sh, sw):
+            k = cuda.grid(1)
+            nb, C, H, W = out.shape
+            ho, wo = g.shape[2], g.shape[3]
+            if k < nb * C * H * W:
+                ix = k % W
+                iy = (k // W) % H
+                c = (k // (W * H)) % C
+                b = k // (W * H * C)
+                s = zero
+                for y in range(max(0, (iy - kh + sh) // sh), min(ho, iy // sh + 1)):
+                    for xo in range(max(0, (ix - kw + sw) // sw), min(wo, ix // sw + 1)):
+                        s += g[b, c, y, xo]
+                out[b, c, iy, ix] = s / (kh * kw)
+        return k_avgpool_dx
+    raise ValueError(kind)
+
+
+IMAGE_KINDS = ("conv2d", "conv2d_dx", "conv2d_dw", "maxpool", "avgpool", "maxpool_dx", "avgpool_dx")
+
+
+def image(kind: str, ins, out, a: int, b: int, c: int, d: int) -> None:
+    """Launch the image kernel `kind`: operands `ins`, result `out`, its four int attributes
+    (stride and pad for a convolution, window and stride for a pooling)."""
+    n = 1
+    for dim in out.shape:
+        n *= dim
+    if n:
+        image_kernel(kind, out.dtype.name)[blocks(n, EW_THREADS), EW_THREADS](*ins, out, a, b, c, d)
 
 
 def empty(shape, dtype):

@@ -207,6 +207,19 @@ LOWERINGS["reduce_min"] = Lowering("kernel", emit=lambda c, n: _emit_reduce(c, n
 LOWERINGS["logsumexp"] = Lowering("kernel", emit=_emit_lse)
 LOWERINGS["softmax"] = Lowering("kernel", emit=_emit_rows("softmax"))
 LOWERINGS["log_softmax"] = Lowering("kernel", emit=_emit_rows("log_softmax"))
+def _emit_image(keys):
+    """A convolution or pooling (or an adjoint): one thread per output element (kernels.image)."""
+    def emit(c, n):
+        at = c.G.attrs(n)
+        ints = ", ".join(str(v) for k in keys for v in at[k])
+        return [f"K.image({c.G.op(n)!r}, ({', '.join(c.operands(n))},), {c.name(n)}, {ints})"]
+    return emit
+
+
+for _op in ("conv2d", "conv2d_dx", "conv2d_dw"):
+    LOWERINGS[_op] = Lowering("kernel", emit=_emit_image(("stride", "pad")))
+for _op in ("maxpool", "maxpool_dx", "avgpool", "avgpool_dx"):
+    LOWERINGS[_op] = Lowering("kernel", emit=_emit_image(("k", "stride")))
 LOWERINGS["reshape"] = Lowering("view", emit=_emit_reshape)
 LOWERINGS["size"] = Lowering("host", emit=_emit_size)
 
