@@ -190,6 +190,36 @@ def _pad(e, n, ins, attrs):
     return e.node("Pad", [ins[0], e.ints(pads)], mode="constant")
 
 
+# onnxruntime's CPU provider has no float64 kernel for these: a float64 model runs them in
+# float32 (relative error ~1e-7, like erf; docs/cli.md)
+FLOAT32_ONLY = ("AveragePool", "Conv")
+
+
+def _node_f32(e, op_type: str, ins: List[str], **attrs) -> str:
+    if e.dtype == np.float32 or op_type not in FLOAT32_ONLY:
+        return e.node(op_type, ins, **attrs)
+    f32 = e.helper.np_dtype_to_tensor_dtype(np.dtype(np.float32))
+    out = e.node(op_type, [e.node("Cast", [i], to=f32) for i in ins], **attrs)
+    return e.node("Cast", [out], to=e.elem)
+
+
+def _conv2d(e, n, ins, attrs):
+    (sh, sw), (ph, pw) = attrs["stride"], attrs["pad"]
+    return _node_f32(e, "Conv", ins, strides=[int(sh), int(sw)], pads=[int(ph), int(pw), int(ph), int(pw)])
+
+
+def _pool(op_type):
+    def fn(e, n, ins, attrs):
+        return _node_f32(e, op_type, ins, kernel_shape=[int(k) for k in attrs["k"]],
+                         strides=[int(s) for s in attrs["stride"]])
+    return fn
+
+
+# Ops that exist only in a train step, never in a predict graph: the adjoints of the image ops
+# (the gradient), dropout's masks, and `phase`, which the predict view resolves to its
+# evaluation operand before export (traingraph.view).
+TRAINING_ONLY = ("conv2d_dx", "conv2d_dw", "maxpool_dx", "avgpool_dx", "dropout_mask", "phase")
+
 # One entry per registry op that can reach a predict graph (keyed by the registry's names).
 EXPORTS: Dict[str, Callable[[Emitter, int, List[str], dict], str]] = {
     "add": _simple("Add"), "sub": _simple("Sub"), "mul": _simple("Mul"), "div": _simple("Div"),
@@ -204,6 +234,7 @@ EXPORTS: Dict[str, Callable[[Emitter, int, List[str], dict], str]] = {
     "expand": _expand, "size": _size, "reshape": _reshape, "transpose": _simple("Transpose", perm=[1, 0]),
     "matmul": _matmul, "onehot": _onehot, "concat": lambda e, n, ins, attrs: e.node("Concat", ins, axis=attrs["axis"]),
     "slice": _slice, "pad": _pad,
+    "conv2d": _conv2d, "maxpool": _pool("MaxPool"), "avgpool": _pool("AveragePool"),
 }
 
 

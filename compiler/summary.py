@@ -57,8 +57,17 @@ FLOPS: Dict[str, Callable] = {
     "softmax": lambda ins, out, a: 3 * _prod(out),
     "log_softmax": lambda ins, out, a: 3 * _prod(out) + _rows(ins, out, a),
     "logsumexp": lambda ins, out, a: 2 * _prod(ins[0]) + _prod(out),
+    # images: a multiply-add per kernel tap (conv), a compare or add per window element (pools)
+    "conv2d": lambda ins, out, a: 2 * _prod(out) * _prod(ins[1][1:]),
+    "conv2d_dx": lambda ins, out, a: 2 * _prod(ins[0]) * _prod(ins[1][1:]),
+    "conv2d_dw": lambda ins, out, a: 2 * _prod(ins[1]) * _prod(out[1:]),
+    "maxpool": lambda ins, out, a: _prod(out) * _prod(a["k"]),
+    "maxpool_dx": lambda ins, out, a: _prod(ins[1]) * _prod(a["k"]),
+    "avgpool": lambda ins, out, a: _prod(out) * _prod(a["k"]),
+    "avgpool_dx": lambda ins, out, a: _prod(ins[0]) * _prod(a["k"]),
+    "dropout_mask": lambda ins, out, a: _prod(out),          # one hash per element
     **{op: (lambda ins, out, a: 0) for op in ("reshape", "transpose", "expand", "concat", "slice", "pad",
-                                                "onehot", "size")},
+                                                "onehot", "size", "phase")},
 }
 
 
