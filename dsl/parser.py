@@ -547,10 +547,27 @@ def parse(source: str, file: str = "<string>") -> ast.Program:
     return ast.Program(file, source, statements)
 
 
+def decode(data: bytes, file: str = "<string>") -> str:
+    """The text of a `.net` file's bytes (UTF-8, a BOM allowed, newlines as text mode reads them); bytes that are not UTF-8 (a
+    Latin-1 file, binary data) are a located NetcError at the first of them."""
+    try:
+        return data.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")   # as text mode reads it
+    except UnicodeDecodeError as e:
+        start = e.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
+        head = data[:e.start]
+        line = head.count(b"\n") + 1
+        col = len(head[head.rfind(b"\n") + 1:].decode("utf-8", "replace")) + 1
+        shown = data.decode("utf-8", "replace").replace("\x00", " ")
+        raise NetcError.single(f"byte 0x{data[e.start]:02x} is not UTF-8 text: a .net file is UTF-8",
+                               Span(file, line, col, line, col + 1),
+                               hint="save the file as UTF-8 (non-ASCII characters belong only in comments "
+                                    "and strings)", source=shown) from None
+
+
 def parse_file(path) -> ast.Program:
     """Parses the `.net` file at `path`; an unreadable file is a NetcError too."""
     try:
-        source = Path(path).read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise NetcError.single(f"cannot read {str(path)!r}: {e}", Span(str(path), 0, 0, 0, 0))
-    return parse(source, str(path))
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise NetcError.single(f"cannot read {str(path)!r}: {e.strerror or e}", Span(str(path), 0, 0, 0, 0))
+    return parse(decode(data, str(path)), str(path))

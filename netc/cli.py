@@ -5,6 +5,7 @@ status 2, never a traceback."""
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -14,6 +15,7 @@ import numpy as np
 
 import netc
 from netc.compiler import cache, frontend, show
+from netc.compiler.files import atomic_open
 from netc.compiler.graphviz import render as render_dot, to_dot
 from netc.compiler.passes import PASS_NAMES
 from netc.compiler.threads import configure, describe
@@ -119,6 +121,28 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as e:          # the user's environment: a full disk, a read-only or missing path
+        print(f"error: {_os_error(e)}", file=sys.stderr)
+        return EXIT_USER
+    except MemoryError:
+        print("error: this machine does not have the memory this needs (smaller shapes, batches or data "
+              "would fit)", file=sys.stderr)
+        return EXIT_USER
+
+
+_OS_HINTS = {errno.ENOSPC: "the disk is full: free some space and run again (a run continues with --resume)",
+             errno.EDQUOT: "the disk quota is used up: free some space and run again",
+             errno.EROFS: "the file system is read-only: choose a writable place (--out, -o, NETC_CACHE_DIR)",
+             errno.EACCES: "no permission: choose a place you may write to (--out, -o, NETC_CACHE_DIR)",
+             errno.EPERM: "no permission: choose a place you may write to (--out, -o, NETC_CACHE_DIR)"}
+
+
+def _os_error(e: OSError) -> str:
+    """A file-system error as one line, with the path and what to do."""
+    where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f)
+    text = f"{where}: {e.strerror or e}" if where else str(e.strerror or e)
+    hint = _OS_HINTS.get(e.errno)
+    return text + (f"\n    hint: {hint}" if hint else "")
 
 
 def _render(e: UserError) -> str:
@@ -354,10 +378,8 @@ def cmd_predict(args) -> int:
     known = trained_on["kwargs"].get("label") if isinstance(trained_on, dict) and trained_on.get("source") == "csv" else None
     X = read_features(spec, int(np.prod(model.ir.input_shape)), known)
     if args.output:
-        tmp = args.output + ".tmp"
-        with open(tmp, "w", newline="") as f:
+        with atomic_open(args.output, "w", newline="") as f:
             n = write_predictions(model, X, f)
-        os.replace(tmp, args.output)
         print(f"wrote {n} predictions to {args.output}")
     else:
         write_predictions(model, X, sys.stdout)

@@ -12,6 +12,7 @@ from typing import Optional, Tuple
 
 from netc.compiler import frontend
 from netc.dsl import NetcError, parse
+from netc.dsl.parser import decode
 
 from . import checkpoint
 from .model import Model
@@ -24,8 +25,8 @@ def read_source(path_or_source: str) -> Tuple[str, str]:
     text = str(path_or_source)
     if "\n" not in text and (text.endswith(".net") or os.path.exists(text)):
         try:
-            with open(text, encoding="utf-8") as f:
-                return f.read(), text
+            with open(text, "rb") as f:
+                return decode(f.read(), text), text
         except OSError as e:
             raise NetcError.single(f"cannot read {text}: {e.strerror}") from None
     return text, "<string>"
@@ -59,7 +60,7 @@ def load(path: str) -> Model:
     file = meta.get("file", "<string>")
     # source text was compiled for the train block's device, a file's source for the CPU
     model = build(meta["source"], file, dtype=meta["dtype"], device=None if file == "<string>" else "cpu")
-    model.load_arrays(arrays, path)
+    model.load_arrays(arrays, path, meta["standardized"])
     model.step, model.epoch = int(meta["step"]), int(meta["epoch"])
     model.classes = meta.get("classes")
     model.settings.apply_json(meta.get("settings"))

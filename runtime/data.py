@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from netc.compiler.files import read_arrays
 from netc.dsl import UserError, did_you_mean
 
 __all__ = [
@@ -389,26 +390,20 @@ def load_npz(path) -> Dataset:
     label. Pickled (object) arrays are refused.
     """
     source = str(path)
-    try:
-        data = np.load(path, allow_pickle=False)
-        if isinstance(data, np.ndarray):
-            X, y = _npy_table(source, data)
+    data = read_arrays(source, DataError)
+    if isinstance(data, np.ndarray):
+        X, y = _npy_table(source, data)
+    else:
+        names = list(data)
+        x_key = next((k for k in ("X", "x", "images") if k in names), None)
+        y_key = next((k for k in ("y", "Y", "labels") if k in names), None)
+        if x_key and y_key:
+            X, y = data[x_key], data[y_key]
+        elif len(names) == 1:
+            X, y = _npy_table(source, data[names[0]])
         else:
-            with data:
-                names = data.files
-                x_key = next((k for k in ("X", "x", "images") if k in names), None)
-                y_key = next((k for k in ("y", "Y", "labels") if k in names), None)
-                if x_key and y_key:
-                    X, y = data[x_key], data[y_key]
-                elif len(names) == 1:
-                    X, y = _npy_table(source, data[names[0]])
-                else:
-                    raise DataError(f"{source}: expected arrays named X and y (or images and "
-                                    f"labels); found {', '.join(names) or 'none'}")
-    except FileNotFoundError:
-        raise DataError(f"{source}: file not found") from None
-    except (ValueError, OSError, EOFError, zlib.error) as e:
-        raise DataError(f"{source}: not a readable .npz/.npy file ({e})") from None
+            raise DataError(f"{source}: expected arrays named X and y (or images and "
+                            f"labels); found {', '.join(names) or 'none'}")
     if X.dtype.kind not in "biuf" or X.ndim == 0:
         raise DataError(f"{source}: X must be a numeric array, got dtype {X.dtype} shape {X.shape}")
     if y.ndim == 0 or len(X) != len(y):
