@@ -36,7 +36,7 @@ def atomic_open(path: str, mode: str = "w", **kw):
     not at all (an exception, a kill or a full disk leave the old file, if any)."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        raise IsADirectoryError(errno.EISDIR, "is a directory", path)
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
     parent = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
