@@ -100,3 +100,34 @@ def test_cli_graph_writes_dot(tmp_path):
     assert text.startswith("digraph") and 'class="backward"' in text and 'class="update"' in text
     bad = run(["-m", "netc.cli", "graph", XOR, "-o", str(tmp_path / "g.txt")], {})
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_damaged_numba_cache_files_are_dropped_and_rebuilt(tmp_path, monkeypatch):
+    """Issue 15, finding 3: Numba's own cache files are sealed (their hashes in meta.json)
+    after a compile; a truncated or flipped one is dropped before Numba can load it."""
+    env = {"NETC_CACHE_DIR": str(tmp_path / "cache")}
+    first = run(["-c", WORKER, XOR], env)
+    assert first.returncode == 0, first.stderr
+    folder = next((tmp_path / "cache").iterdir())
+    files = sorted((folder / "__pycache__").iterdir())
+    assert json.loads((folder / "meta.json").read_text())["numba"].keys() == {f.name for f in files}
+    for f in files:                                  # every .nbc cut short, every .nbi flipped
+        data = bytearray(f.read_bytes())
+        if f.suffix == ".nbc":
+            data = data[:len(data) // 3]
+        else:
+            data[len(data) // 2] ^= 0x5A
+        f.write_bytes(bytes(data))
+    second = run(["-c", WORKER, XOR], env)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip().splitlines()[-1] == first.stdout.strip().splitlines()[-1]
+    # meta.json holding [] is a damaged entry, listed as such and rebuilt, never an AttributeError
+    monkeypatch.setenv("NETC_CACHE_DIR", str(tmp_path / "cache"))
+    (folder / "meta.json").write_text("[]")
+    assert cache.entries()[0]["ok"] is False
+    source = (folder / "kernels.py").read_text()
+    assert cache.ensure_entry(source, "cpu", "xor") == folder and cache.entries()[0]["ok"]
+    assert not (folder / "__pycache__").exists()
+    # a cache whose entries cannot be removed reports none removed
+    monkeypatch.setattr(cache.shutil, "rmtree", lambda *a, **k: None)
+    assert cache.clear() == 0

@@ -7,6 +7,7 @@ from typing import Dict, List
 
 import numpy as np
 
+from ...cache import seal
 from ...values import ModelIR
 from ...ir import Graph
 from ...traingraph import StateInfo
@@ -40,6 +41,7 @@ class Artifact:
         t0 = time.perf_counter()
         r = self._calls[name](*args)
         self.timings[f"jit {name} (first call)"] = time.perf_counter() - t0
+        seal(self.module)                   # Numba's new cache files, recorded as they are
         setattr(self, name, self._calls[name])
         return r
 
