@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -102,6 +103,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    # netc reports non-finite values itself (data checks, divergence), in words
+    warnings.filterwarnings("ignore", category=RuntimeWarning)
     try:
         return {"train": cmd_train, "check": cmd_check, "show": cmd_show, "eval": cmd_eval,
                 "predict": cmd_predict, "plot": cmd_plot, "graph": cmd_graph, "cache": cmd_cache}[args.command](args)
@@ -303,9 +306,11 @@ def _raw_points(model, parts):
 def _summary(results, splits=None) -> str:
     splits = splits or [s for s in ("train", "val", "test") if s in results]
     keys = list(dict.fromkeys(k for s in splits for k in results[s]))
-    lines = [f"{'':12s}" + "".join(f"{s:>10s}" for s in splits)]
+    # columns of 10, wider when a value needs it: a space always separates two values
+    w = max([10] + [len(fmt_metric(results[s][k])) + 1 for s in splits for k in results[s]])
+    lines = [f"{'':12s}" + "".join(f"{s:>{w}s}" for s in splits)]
     for k in keys:
-        lines.append(f"{k:12s}" + "".join(fmt_metric(results[s][k], 10) if k in results[s] else f"{'':10s}"
+        lines.append(f"{k:12s}" + "".join(fmt_metric(results[s][k], w) if k in results[s] else f"{'':{w}s}"
                                          for s in splits))
     return "\n".join(lines)
 

@@ -133,7 +133,8 @@ class Model:
     def remap_classes(self, ds: D.Dataset) -> D.Dataset:
         """A loaded data set whose string labels were numbered by its own sorted names, renumbered
         by the model's class names (which the training data fixed)."""
-        return P.remap_classes(ds, self.classes)
+        trained_on_ids = self.classes is None and self.step > 0
+        return P.remap_classes(ds, P.NUMERIC if trained_on_ids else self.classes)
 
     def prepare(self, X, y=None, source: str = "data", scale: bool = True) -> D.Dataset:
         """Check and convert arrays for this model (raises DataError): string labels become class

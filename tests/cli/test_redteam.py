@@ -231,3 +231,37 @@ def test_a_resumed_checkpoint_keeps_the_file_as_given(tiny, tmp_path, run_main, 
     code, out, err = run_main("train", "--resume", "r", "--epochs", "2", "--quiet")
     assert code == 0, err
     assert json.loads((tmp_path / "r" / "last" / "model.json").read_text())["file"] == "tiny.net"
+
+
+# 9 ------------------------------------------------------------------------------------------
+def test_nothing_silently_wrong(tiny, tmp_path, run_main, monkeypatch):
+    _, f, run = tiny
+    words = tmp_path / "words.csv"                  # the tiny model learned class ids 0/1
+    words.write_text("a,b,label\n0.1,0.2,cat\n0.3,0.1,dog\n1.0,2.0,cat\n")
+    code, out, err = run_main("eval", run, "--data", words)
+    assert code == 2 and "string labels (cat, dog)" in err and "accuracy" not in out
+    huge = tmp_path / "huge.csv"                    # finite in float64, not in float32
+    huge.write_text("a,b,label\n0.1,0.2,0\n1e40,0.1,1\n")
+    for cmd in (("eval", run, "--data", huge), ("predict", run, "--data", huge)):
+        code, out, err = run_main(*cmd)
+        assert code == 2 and "sample 1, feature 0: 1e+40" in err and "float32" in err, err
+        assert "RuntimeWarning" not in err and "diverge" not in err
+    code, out, err = run_main("eval", run, "--data", "blobs(n=20, centers=2)", "--label", "3")
+    assert code == 2 and "--label 3" in err
+    monkeypatch.setattr("netc.compiler.cache.shutil.rmtree", lambda *a, **k: None)    # a cache we cannot change
+    code, out, err = run_main("cache", "clear")
+    assert code == 0 and out.startswith("removed 0 entries")
+
+
+# 13 -----------------------------------------------------------------------------------------
+def test_the_final_table_separates_large_values_and_no_internal_repr_leaks(tmp_path, run_main):
+    from netc.cli import _summary
+    table = _summary({"train": {"loss": 76457.194481, "mae": 12.5}, "val": {"loss": 659.79, "mae": 123456.25}})
+    rows = table.splitlines()
+    assert rows[1].split() == ["loss", "76457.1945", "659.7900"]
+    assert rows[2].split() == ["mae", "12.5000", "123456.2500"]
+    assert len({len(r) for r in rows}) == 1                       # columns still aligned
+    f = tmp_path / "m.net"
+    f.write_text(TINY.replace("optimizer adam(lr=0.01)", "optimizer adam(lr=0.01)\nschedule step(every=nan)"))
+    code, out, err = run_main("check", f)
+    assert code == 2 and "every must be an integer >= 1, got nan" in err and "Ref(" not in err
