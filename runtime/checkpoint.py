@@ -191,7 +191,7 @@ _SETTINGS = {
 }
 _TRAINING = {     # the training loop's state (runtime.loop.LoopState) in a `last` checkpoint
     "epochs": _int, "batch": _opt(lambda v: _int(v, 1)), "done": _int,
-    "rng": _opt(lambda v: isinstance(v, dict)), "schedule": _opt(lambda v: isinstance(v, dict)),
+    "rng": lambda v: isinstance(v, dict), "schedule": lambda v: isinstance(v, dict),
     "monitor": lambda v: isinstance(v, str), "best": _opt(lambda v: _num(v) or v in ("inf", "-inf", "nan")),
     "best_epoch": _opt(_int), "wait": _int, "finished": lambda v: isinstance(v, bool),
     "stopped_epoch": _opt(_int),
@@ -226,11 +226,10 @@ def check_meta(meta: dict, path: str) -> None:
         if tr["done"] > tr["epochs"] or tr["done"] != meta["epoch"]:
             raise CheckpointError(f"{where} training: 'done' ({tr['done']}) does not fit epochs {tr['epochs']} "
                                   f"and the checkpoint's epoch {meta['epoch']}")
-        if tr["rng"] is not None:
-            try:
-                np.random.default_rng().bit_generator.state = tr["rng"]
-            except (TypeError, ValueError, KeyError, OverflowError):
-                raise CheckpointError(f"{where} training: 'rng' is not the shuffle generator's state") from None
+        try:
+            np.random.default_rng().bit_generator.state = tr["rng"]
+        except (TypeError, ValueError, KeyError, OverflowError):
+            raise CheckpointError(f"{where} training: 'rng' is not the shuffle generator's state") from None
         if isinstance(tr["best"], float) and math.isnan(tr["best"]):
             raise CheckpointError(f"{where} training: 'best' is NaN")
 
@@ -250,9 +249,10 @@ def resolve(path: str) -> str:
         return path
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "settings.json")):
         try:
-            with open(os.path.join(path, "settings.json")) as f:
-                stop = json.load(f).get("settings", {}).get("stop")
-        except (OSError, ValueError):
+            with open(os.path.join(path, "settings.json"), encoding="utf-8") as f:
+                doc = json.load(f)
+            stop = doc["settings"]["stop"]
+        except (OSError, ValueError, RecursionError, KeyError, TypeError):
             stop = None
         for name in (("best", "last") if stop else ("last", "best")):
             p = os.path.join(path, name)

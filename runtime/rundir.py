@@ -83,7 +83,9 @@ class RunDir:
             and isinstance(doc.get("no_pass", []), list) and all(isinstance(n, str) for n in doc.get("no_pass", [])) \
             and isinstance(doc.get("data", {}), dict) and isinstance(doc.get("source_file", ""), str) \
             and doc.get("dtype", "float32") in ("float32", "float64") \
-            and isinstance(doc.get("file", ""), (str, type(None)))
+            and isinstance(doc.get("file", ""), (str, type(None))) \
+            and isinstance(doc.get("settings", {}), dict) \
+            and set(doc.get("overrides", {})) <= {"epochs", "seed", "batch", "data"}
         if not ok:
             raise checkpoint.CheckpointError(f"{self.shown}: settings.json is damaged (not the settings of a netc run)")
         return doc
