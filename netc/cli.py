@@ -24,7 +24,7 @@ from netc.dsl import NetcError, UserError, parse
 from netc.dsl.ast import NO_SPAN
 from netc.dsl.diagnostics import render
 from netc.runtime import checkpoint, session
-from netc.runtime.build import check_source, read_source
+from netc.runtime.build import check_memory, check_source, read_source, size_text
 from netc.runtime.diverge import TrainingDiverged
 from netc.runtime.plots import plot_run
 from netc.runtime.predictions import read_features, write_predictions
@@ -318,12 +318,15 @@ def _summary(results, splits=None) -> str:
 def cmd_check(args) -> int:
     """Everything before code generation (the front end's check), and the train settings."""
     source, file = read_source(args.file)
-    ir = check_source(source, file)[0].model
+    checked, settings = check_source(source, file)
+    ir = checked.model
     for w in ir.warnings:
         print(render(w, source), file=sys.stderr)
     numbers = sum(int(np.prod(p.shape)) for p in ir.params)
+    need = size_text(check_memory(checked, "float32", settings.batch))
     print(f"{args.file}: ok: model '{ir.name}', {len(ir.params)} params ({numbers} numbers), "
-          f"{len(ir.losses)} loss term{'s' if len(ir.losses) != 1 else ''}")
+          f"{len(ir.losses)} loss term{'s' if len(ir.losses) != 1 else ''}; a training step needs about {need} "
+          f"(float32{', batch ' + str(settings.batch) if settings.batch else ', per sample'})")
     return 0
 
 
