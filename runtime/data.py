@@ -308,6 +308,16 @@ def _csv_fast(text: str, delimiter: str, skip: int, width: int) -> np.ndarray | 
     return values
 
 
+def csv_records(text: str, delimiter: str, source: str) -> list:
+    """(row number, fields) of each non-blank row of CSV text; newlines \\n, \\r\\n or \\r, and
+    what the csv module cannot read (a stray quote, a NUL) is a DataError naming the row."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, skipinitialspace=True)
+    try:
+        return [(reader.line_num, r) for r in reader if len(r) > 1 or "".join(r).strip()]
+    except csv.Error as e:
+        raise DataError(f"{source}: row {reader.line_num}: not readable as CSV ({e})") from None
+
+
 def load_csv(path, label=None) -> Dataset:
     """Load a CSV file whose first row names the columns.
 
@@ -324,8 +334,7 @@ def load_csv(path, label=None) -> Dataset:
         raise DataError(f"{source}: not a UTF-8 text file (byte {e.start})") from None
     first_line = text.lstrip("\r\n").split("\n", 1)[0]
     delimiter = max(",;\t", key=first_line.count)
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True)
-    records = ((reader.line_num, r) for r in reader if len(r) > 1 or "".join(r).strip())
+    records = iter(csv_records(text, delimiter, source))
     header_row, header = next(records, (0, None))
     if header is None:
         raise DataError(f"{source}: the file is empty; expected a header row of column names")

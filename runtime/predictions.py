@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import math
 from typing import List, Optional
 
@@ -38,8 +37,7 @@ def read_features_csv(path: str, width: int, label=None, known_label=None) -> np
         raise D.DataError(f"{source}: not a UTF-8 text file (byte {e.start})") from None
     first = text.lstrip("\r\n").split("\n", 1)[0]
     delimiter = max(",;\t", key=first.count)
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True)
-    rows = [(reader.line_num, r) for r in reader if len(r) > 1 or "".join(r).strip()]
+    rows = D.csv_records(text, delimiter, source)
     if not rows:
         raise D.DataError(f"{source}: the file is empty")
     header = None
