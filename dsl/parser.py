@@ -584,12 +584,13 @@ def _too_deep(statements) -> List[Diagnostic]:
 
 
 def decode(data: bytes, file: str = "<string>") -> str:
-    """The text of a `.net` file's bytes (UTF-8, a BOM allowed, newlines as text mode reads them); bytes that are not UTF-8 (a
-    Latin-1 file, binary data) are a located NetcError at the first of them."""
+    """The text of a `.net` file's bytes (UTF-8, a BOM allowed, newlines as text mode reads
+    them); bytes that are not UTF-8 (a Latin-1 file, binary data) are a located NetcError at
+    the first of them."""
     try:
         return data.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")   # as text mode reads it
     except UnicodeDecodeError as e:
-        start = e.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
+        data = e.object             # without the BOM, as e.start counts
         head = data[:e.start]
         line = head.count(b"\n") + 1
         col = len(head[head.rfind(b"\n") + 1:].decode("utf-8", "replace")) + 1

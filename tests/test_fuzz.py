@@ -8,7 +8,6 @@ random cases of each fuzzer instead (the same variable as test_mutations)."""
 import io
 import json
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import netc
-from netc.dsl import UserError
 from netc.runtime import checkpoint
 
 TINY = """model tiny
