@@ -92,8 +92,9 @@ def prepare(X, y, ir: ModelIR, dtype, classes: Optional[List[str]], scaler: Opti
         return D.Dataset(X, ds.y, classes, ds.name), classes
     if scaler is not None:
         X = (X - scaler[0]) / scaler[1]
-    X = np.ascontiguousarray(X, dtype)
-    y = np.ascontiguousarray(ds.y, np.int64 if kind == "class" else dtype)
+    with np.errstate(over="ignore", invalid="ignore"):      # values beyond the dtype: refused below
+        X = np.ascontiguousarray(X, dtype)
+        y = np.ascontiguousarray(ds.y, np.int64 if kind == "class" else dtype)
     for cast, orig, what in ((X, ds.X, "feature"), (y, ds.y, "target")):
         if cast.dtype.kind == "f" and not np.isfinite(cast).all():     # finite in float64, not in the model's dtype
             row, *col = D._first_bad(~np.isfinite(cast))

@@ -135,3 +135,25 @@ def test_damaged_numba_cache_files_are_dropped_and_rebuilt(tmp_path, monkeypatch
     # a cache whose entries cannot be removed reports none removed
     monkeypatch.setattr(cache.shutil, "rmtree", lambda *a, **k: None)
     assert cache.clear() == 0
+
+
+def test_a_cache_that_vanishes_while_numba_writes_it_does_not_fail_the_run(tmp_path, monkeypatch):
+    """Issue 15, finding 3: `netc cache clear` while another process compiles: Numba's cache
+    write fails, the compiled code is there, the step runs."""
+    import netc
+    from numba.core import caching
+    monkeypatch.setenv("NETC_CACHE_DIR", str(tmp_path / "c"))
+    real, failed = caching.IndexDataCacheFile.save, []
+
+    def save(self, key, data):
+        if not failed:
+            failed.append(key)
+            raise FileNotFoundError(2, "No such file or directory", "removed by netc cache clear")
+        return real(self, key, data)
+    monkeypatch.setattr(caching.IndexDataCacheFile, "save", save)
+    src = ("model vanish\ninput x[3]\ntarget y: class[2]\np = softmax(dense(x, 2))\n"
+           "loss cross_entropy(p, y)\noptimizer sgd(lr=0.1)\n")
+    m = netc.compile(src, seed=0)
+    X, y = np.ones((4, 3), np.float32), np.array([0, 1, 0, 1])
+    m.fit(X, y, epochs=1, batch=4, shuffle=False)
+    assert failed and m.step == 1
