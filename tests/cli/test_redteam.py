@@ -264,3 +264,10 @@ def test_the_final_table_separates_large_values_and_no_internal_repr_leaks(tmp_p
     f.write_text(TINY.replace("optimizer adam(lr=0.01)", "optimizer adam(lr=0.01)\nschedule step(every=nan)"))
     code, out, err = run_main("check", f)
     assert code == 2 and "every must be an integer >= 1, got nan" in err and "Ref(" not in err
+
+
+def test_a_cache_path_that_is_a_file_is_a_message_with_status_2(tiny, tmp_path, netc_cmd):
+    _, f, _ = tiny
+    (tmp_path / "cachefile").write_text("")
+    r = netc_cmd("train", f, "--epochs", "1", "--quiet", env={"NETC_CACHE_DIR": str(tmp_path / "cachefile")})
+    assert r.returncode == 2 and "cachefile" in r.stderr and "Traceback" not in r.stderr, r.stderr
