@@ -9,6 +9,7 @@ import contextlib
 import errno
 import os
 import tempfile
+import warnings
 import zipfile
 import zlib
 from typing import Dict, Union
@@ -91,7 +92,9 @@ def read_arrays(path: str, error: type, message: str = "{path}: not a readable .
             magic = f.read(6)
         if not (magic.startswith(b"PK\x03\x04") or magic.startswith(b"PK\x05\x06") or magic == b"\x93NUMPY"):
             raise ValueError("not a .npz or .npy file" if magic else "the file is empty")
-        z = np.load(path, allow_pickle=False)
+        with warnings.catch_warnings():         # numpy's advice about old headers is not for users
+            warnings.simplefilter("ignore")
+            z = np.load(path, allow_pickle=False)
         if isinstance(z, np.ndarray):
             return z
         if not isinstance(z, np.lib.npyio.NpzFile):

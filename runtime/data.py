@@ -269,7 +269,7 @@ def _as_labels(source: str, y: np.ndarray) -> tuple[np.ndarray, list[str] | None
     if y.dtype.kind != "f":
         raise DataError(f"{source}: labels must be numbers or strings, got dtype {y.dtype}")
     y = y.astype(np.float64)
-    if y.ndim == 1 and np.isfinite(y).all() and (y == np.round(y)).all():
+    if y.ndim == 1 and np.isfinite(y).all() and (y == np.round(y)).all() and (np.abs(y) < 2 ** 53).all():
         return y.astype(np.int64), None
     return y, None
 
@@ -526,7 +526,7 @@ def validate(ds: Dataset, feature_shape: tuple, target_kind: str, num_classes_or
     bad = (y != np.round(y)) | (y < 0) | (y >= k)
     if bad.any():
         row = int(np.argmax(bad))
-        value = int(y[row]) if y[row].is_integer() else float(y[row])
+        value = int(y[row]) if y[row].is_integer() and abs(y[row]) < 2 ** 53 else float(y[row])
         name = f" ('{ds.classes[value]}')" if ds.classes and isinstance(value, int) \
             and 0 <= value < len(ds.classes) else ""
         raise DataError(f"{source}: sample {row}: label {value}{name} is not a class id; "
