@@ -47,7 +47,7 @@ class Model:
         rng = np.random.default_rng(seed)
         self._params: Dict[str, np.ndarray] = {}
         for p in self.ir.params:
-            self._params[p.name] = np.ascontiguousarray(initialize(p.init.kind, p.init.args, p.shape, rng), self.dtype)
+            self._params[p.name] = initialize(p.init.kind, p.init.args, p.shape, rng, self.dtype)
         self._state: Dict[str, np.ndarray] = {
             s.name: np.full(self._params[s.param].shape, s.init, self.dtype) for s in self.artifact.states}
 

@@ -74,3 +74,19 @@ def test_a_param_larger_than_the_machine_is_refused_at_check_naming_it(shape):
 def test_the_limits_are_the_documented_ones():
     assert parser.MAX_DEPTH == 100 and parser.MAX_LINES == 20_000
     assert elaborate.MAX_EXPANSIONS == 20_000 and elaborate.MAX_NODES == 200_000
+
+
+@pytest.mark.parametrize("kind,args", [("glorot", ()), ("he_normal", ()), ("normal", (0.0, 0.1)),
+                                       ("uniform", (-0.2, 0.2)), ("zeros", ())])
+def test_params_are_drawn_in_the_models_dtype_with_the_same_numbers(kind, args, monkeypatch):
+    """Finding 8: a float32 param is drawn into a float32 array (in chunks), never as a whole
+    float64 array first -- the same numbers as the float64 draw cast, the generator left in
+    the same state (so every later param, and the examples' runs, are unchanged)."""
+    import numpy as np
+    from netc.compiler import initializers as I
+    monkeypatch.setattr(I._InDtype, "CHUNK", 1000)
+    r64, r32 = np.random.default_rng(7), np.random.default_rng(7)
+    want = I.INITIALIZERS[kind].sample(args, (130, 70), r64).astype(np.float32)
+    got = I.initialize(kind, args, (130, 70), r32, np.float32)
+    assert got.dtype == np.float32 and got.flags.c_contiguous and np.array_equal(got, want)
+    assert r32.bit_generator.state == r64.bit_generator.state
