@@ -5,7 +5,7 @@ Key: a hash of the generated source -- a canonical function of the optimized gra
 order, names and attributes are deterministic) and the dtype -- with the backend and the
 versions of netc, numba, llvmlite, numpy and Python. An entry is a folder
 `<cache>/<key>/` holding `kernels.py` and `meta.json` (which stores the SHA-256 of the
-source); Numba adds `__pycache__/`.
+source, and of each file Numba adds in `__pycache__/` once it has compiled: see `seal`).
 
 Safety: every file is written to a temporary name and renamed into place (atomic on POSIX),
 `meta.json` last, so a reader sees a complete entry or none. Two processes compiling the
@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
@@ -30,6 +29,8 @@ from typing import Dict, List
 import llvmlite
 import numba
 import numpy as np
+
+from .files import atomic_write
 
 NETC_VERSION = "0.1.0"
 
@@ -60,27 +61,73 @@ def sha256(text: str) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    atomic_write(str(path), text)
+
+
+def _read_meta(folder: Path) -> dict:
+    """An entry's meta.json, or {} when it is missing or damaged (not a JSON object)."""
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def _entry_ok(folder: Path, source: str) -> bool:
     """The entry holds exactly `source`, and its stored hash agrees."""
     try:
-        meta = json.loads((folder / "meta.json").read_text())
-        text = (folder / "kernels.py").read_text()
+        text = (folder / "kernels.py").read_text(encoding="utf-8")
     except (OSError, ValueError):
         return False
-    return meta.get("sha256") == sha256(text) == sha256(source)
+    return _read_meta(folder).get("sha256") == sha256(text) == sha256(source)
+
+
+# ------------------------------------------------------------------ Numba's files, sealed
+# Numba loads its cache (`__pycache__/*.nbi`, `*.nbc`: pickles and machine code) without
+# checking it, so a damaged file is an UnpicklingError, or a crash. `seal` records the SHA-256
+# of every file there after a compile (meta.json's "numba"); before an entry is used, a file
+# that is not recorded as it is (damaged, or written by a process that died before sealing)
+# drops the entry's Numba cache, which Numba then rebuilds.
+def _file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _numba_files(folder: Path) -> Dict[str, str]:
+    pyc = folder / "__pycache__"
+    if not pyc.is_dir():
+        return {}
+    return {p.name: _file_hash(p) for p in sorted(pyc.iterdir()) if p.is_file() and not p.name.startswith(".")}
+
+
+def seal(module: ModuleType) -> None:
+    """Record the hashes of the Numba cache files of `module`'s entry (after a compile)."""
+    folder = Path(module.__file__).parent
+    meta = _read_meta(folder)
+    if not meta:
+        return
+    try:
+        files = _numba_files(folder)
+        if meta.get("numba") != files:
+            _write_atomic(folder / "meta.json", json.dumps(dict(meta, numba=files), indent=1))
+    except OSError:
+        pass                    # a cache we may not write to: Numba could not cache there either
+
+
+def _numba_ok(folder: Path) -> bool:
+    sealed = _read_meta(folder).get("numba") or {}
+    try:
+        found = _numba_files(folder)
+    except OSError:
+        return False
+    return isinstance(sealed, dict) and all(sealed.get(name) == h for name, h in found.items())
+
+
+def _drop_numba(folder: Path) -> None:
+    shutil.rmtree(folder / "__pycache__", ignore_errors=True)
 
 
 def ensure_entry(source: str, backend: str = "cpu", model: str = "") -> Path:
@@ -88,11 +135,13 @@ def ensure_entry(source: str, backend: str = "cpu", model: str = "") -> Path:
     key = key_of(source, backend)
     folder = cache_dir() / key
     if _entry_ok(folder, source):
+        if not _numba_ok(folder):
+            _drop_numba(folder)
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    if (folder / "kernels.py").exists() or (folder / "meta.json").exists():
+    if (folder / "kernels.py").exists() or (folder / "meta.json").exists() or (folder / "__pycache__").exists():
         # damaged or half-written: Numba's cache of it is not to be trusted either
-        shutil.rmtree(folder / "__pycache__", ignore_errors=True)
+        _drop_numba(folder)
     _write_atomic(folder / "kernels.py", source)
     meta = {"sha256": sha256(source), "backend": backend, "model": model, "created": time.time(),
             "versions": versions()}
@@ -139,24 +188,26 @@ def entries() -> List[dict]:
     for folder in sorted(root.iterdir()):
         if not folder.is_dir():
             continue
+        meta = _read_meta(folder)
         try:
-            meta = json.loads((folder / "meta.json").read_text())
-            ok = meta.get("sha256") == sha256((folder / "kernels.py").read_text())
+            ok = meta.get("sha256") == sha256((folder / "kernels.py").read_text(encoding="utf-8")) \
+                and _numba_ok(folder)
         except (OSError, ValueError):
-            meta, ok = {}, False
-        out.append({"key": folder.name, "model": meta.get("model", "?"), "backend": meta.get("backend", "?"),
-                    "created": meta.get("created"), "bytes": _size(folder), "ok": ok,
+            ok = False
+        created = meta.get("created")
+        out.append({"key": folder.name, "model": str(meta.get("model", "?")), "backend": str(meta.get("backend", "?")),
+                    "created": created if isinstance(created, (int, float)) and 0 < created < 1e11 else None, "bytes": _size(folder), "ok": ok,
                     "compiled": any((folder / "__pycache__").glob("*.nbi")) if (folder / "__pycache__").is_dir() else False})
     return out
 
 
 def clear() -> int:
-    """Remove every entry; returns how many."""
+    """Remove every entry; returns how many were removed."""
     root = cache_dir()
     n = 0
     if root.is_dir():
         for folder in root.iterdir():
             if folder.is_dir():
                 shutil.rmtree(folder, ignore_errors=True)
-                n += 1
+                n += not folder.exists()        # a read-only cache removes nothing
     return n

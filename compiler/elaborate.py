@@ -30,6 +30,12 @@ from .trainblock import read_train_block
 from .values import (InitSpec, LossInfo, ModelIR, ParamInfo, Ref, TargetInfo, Tensor, describe,
                      is_number, static_value)
 
+MAX_FLOAT = 1.7976931348623157e308
+# bounds on what elaboration builds: a layer calling a layer twice, 25 levels deep, is refused
+MAX_NODES = 200_000       # operations in the forward graph
+MAX_EXPANSIONS = 20_000   # layer calls expanded (each evaluates the layer's body)
+
+
 class Abort(Exception):
     """Unwinds the evaluation of one statement after its error has been recorded."""
 
@@ -371,13 +377,15 @@ class Elaborator:
             if e.op == "@":
                 self.error(e.span, "'@' multiplies matrices and vectors, not numbers", "use '*' for numbers")
             try:
+                if e.op == "**" and abs(a) > 1 and abs(b) * math.log10(abs(a)) > 309:
+                    raise OverflowError         # never computed: 10 ** 10 ** 10 has 10^10 digits
                 r = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b,
                      "**": lambda: a ** b}[e.op]()
             except ZeroDivisionError:
                 self.error(e.span, "division by zero")
             except (OverflowError, ValueError):
                 r = math.inf
-            if not isinstance(r, (int, float)) or not math.isfinite(r):
+            if not isinstance(r, (int, float)) or abs(r) > MAX_FLOAT or r != r:
                 show = lambda v: f"({v:g})" if v < 0 else f"{v:g}"
                 self.error(e.span, f"{show(a)} {e.op} {show(b)} is not a finite real number")
             return r
@@ -433,6 +441,14 @@ class Elaborator:
                 self.define(inner, st)
             for st in ld.body:
                 self.lookup(inner, st.name, st.name_span)
+            self.expansions = getattr(self, "expansions", 0) + 1
+            if self.expansions > MAX_EXPANSIONS + 1:
+                raise Abort()                   # said once, below
+            if self.expansions > MAX_EXPANSIONS or self.G.g.number_of_nodes() > MAX_NODES:
+                self.expansions = MAX_EXPANSIONS + 1
+                self.error(e.func_span, f"the model grows past {MAX_EXPANSIONS:,} layer calls or {MAX_NODES:,} "
+                           f"operations here (each call of a layer adds its whole body)",
+                           "call layers fewer times, or share a result by naming it")
             return self.eval(inner, ld.ret)
         finally:
             self.call_scope.pop()

@@ -89,12 +89,44 @@ INITIALIZERS: Dict[str, Initializer] = {i.name: i for i in [
 CONSTANT = Initializer("const", (("value", None),), lambda args, shape, rng: np.full(shape, float(args[0])))
 
 
-def initialize(kind: str, args, shape, rng: np.random.Generator) -> np.ndarray:
-    """A float64 array of `shape` drawn by initializer `kind` (see docs/language.md)."""
+class _InDtype:
+    """The generator as a sampler sees it, drawing `uniform` and `normal` into an array of the
+    model's dtype a million values at a time: the same numbers (and the same generator state
+    after) as one float64 draw cast to the dtype -- NumPy draws them value by value -- without
+    a float64 array of the whole param. Everything else is the generator's own."""
+    CHUNK = 1 << 20
+
+    def __init__(self, rng: np.random.Generator, dtype):
+        self._rng, self._dtype = rng, np.dtype(dtype)
+
+    def __getattr__(self, name):
+        return getattr(self._rng, name)
+
+    def _fill(self, method, a, b, size):
+        if size is None or not (np.isscalar(a) and np.isscalar(b)):
+            return getattr(self._rng, method)(a, b, size)
+        out = np.empty(size, self._dtype)
+        flat = out.reshape(-1)
+        for i in range(0, flat.size, self.CHUNK):
+            n = min(self.CHUNK, flat.size - i)
+            flat[i:i + n] = getattr(self._rng, method)(a, b, n)
+        return out
+
+    def uniform(self, low=0.0, high=1.0, size=None):
+        return self._fill("uniform", low, high, size)
+
+    def normal(self, loc=0.0, scale=1.0, size=None):
+        return self._fill("normal", loc, scale, size)
+
+
+def initialize(kind: str, args, shape, rng: np.random.Generator, dtype=np.float64) -> np.ndarray:
+    """An array of `shape` and `dtype` drawn by initializer `kind` (see docs/language.md):
+    the values of a float64 draw, cast; drawn in chunks, so a float32 param never exists in
+    float64 as a whole."""
     init = CONSTANT if kind == CONSTANT.name else INITIALIZERS.get(kind)
     if init is None:
         raise ValueError(f"unknown initializer {kind}")
-    return init.sample(args, shape, rng)
+    return np.ascontiguousarray(init.sample(args, shape, _InDtype(rng, dtype)), dtype)
 
 
 def constant(value: float) -> InitSpec:

@@ -43,10 +43,15 @@ class StaticCall:
         return self.span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Ref:
-    """A bare name that is not a tensor: `weights`, `params`, an activation used as `act=relu`."""
+    """A bare name that is not a tensor: `weights`, `params`, an activation used as `act=relu`.
+    Its repr is the name as written, so a message quoting a value (`got {v!r}`) shows the
+    user's text, never an internal type."""
     name: str
+
+    def __repr__(self) -> str:
+        return self.name
 
 
 # ------------------------------------------------------------------ the elaborated model

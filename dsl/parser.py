@@ -469,9 +469,14 @@ class _ToAst(Transformer_NonRecursive):
 
     def number(self, meta, children):
         (token,) = children
-        value = int(token) if token.isdigit() else float(token)
+        try:
+            value = int(token) if token.isdigit() else float(token)
+        except ValueError:          # more digits than Python converts
+            value = math.inf
+        if isinstance(value, int) and value.bit_length() > 1024:
+            value = math.inf
         if not math.isfinite(value):
-            self.errors.append(Diagnostic(self._token_span(token), f"the number {token} is too large",
+            self.errors.append(Diagnostic(self._token_span(token), f"the number {token if len(token) <= 24 else token[:10] + '...' + token[-6:]} is too large",
                                           "numbers must be finite, below about 1.8e308"))
             value = 0.0
         return ast.Num(value, self._span(meta))
@@ -531,8 +536,17 @@ class _ToAst(Transformer_NonRecursive):
 
 
 # ---------------------------------------------------------------- the API
+MAX_LINES = 20_000   # a .net file longer than this is refused (checking is linear, Numba's compile is not)
+
+
 def parse(source: str, file: str = "<string>") -> ast.Program:
     """Parses a `.net` source; raises NetcError with every syntax error found."""
+    lines = source.count("\n") + 1
+    if lines > MAX_LINES:
+        raise NetcError.single(f"the file has {lines:,} lines; netc reads models of up to {MAX_LINES:,} lines",
+                               Span(file, MAX_LINES + 1, 1, MAX_LINES + 1, 2),
+                               hint="a model that large would take minutes to compile; define layers and "
+                                    "call them instead of writing each step out", source=source)
     try:
         driver = _Parse(source, file)
         tree = driver.run()
@@ -541,16 +555,56 @@ def parse(source: str, file: str = "<string>") -> ast.Program:
     except Exception as e:           # a bug of ours, still reported as a diagnostic, not a traceback
         raise NetcError.single(f"internal parser error: {type(e).__name__}: {e}",
                                Span(file, 1, 1, 1, 2), source=source) from e
-    errors = driver.errors + builder.errors
+    errors = driver.errors + builder.errors + _too_deep(statements)
     if errors:
         raise NetcError(errors, source)
     return ast.Program(file, source, statements)
 
 
+MAX_DEPTH = 100      # expressions nested deeper (calls in calls, a chain of '+') are refused
+
+
+def _too_deep(statements) -> List[Diagnostic]:
+    """A diagnostic for each statement whose expression nests more than MAX_DEPTH levels
+    (the checker and the compiler walk expressions recursively: bounded depth, bounded stack)."""
+    out = []
+    for st in statements:
+        stack = [(st, 0)]
+        while stack:
+            node, depth = stack.pop()
+            if depth > MAX_DEPTH:
+                span = getattr(node, "span", None) or getattr(st, "span")
+                out.append(Diagnostic(span, f"this expression is nested more than {MAX_DEPTH} levels deep",
+                                      "split it into named steps (h1 = ..., h2 = ...)"))
+                break
+            for v in (vars(node).values() if hasattr(node, "__dataclass_fields__") else node):
+                if isinstance(v, (list, tuple)) or hasattr(v, "__dataclass_fields__") and not isinstance(v, Span):
+                    stack.append((v, depth + (not isinstance(v, (list, tuple)))))
+    return out
+
+
+def decode(data: bytes, file: str = "<string>") -> str:
+    """The text of a `.net` file's bytes (UTF-8, a BOM allowed, newlines as text mode reads
+    them); bytes that are not UTF-8 (a Latin-1 file, binary data) are a located NetcError at
+    the first of them."""
+    try:
+        return data.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")   # as text mode reads it
+    except UnicodeDecodeError as e:
+        data = e.object             # without the BOM, as e.start counts
+        head = data[:e.start]
+        line = head.count(b"\n") + 1
+        col = len(head[head.rfind(b"\n") + 1:].decode("utf-8", "replace")) + 1
+        shown = data.decode("utf-8", "replace").replace("\x00", " ")
+        raise NetcError.single(f"byte 0x{data[e.start]:02x} is not UTF-8 text: a .net file is UTF-8",
+                               Span(file, line, col, line, col + 1),
+                               hint="save the file as UTF-8 (non-ASCII characters belong only in comments "
+                                    "and strings)", source=shown) from None
+
+
 def parse_file(path) -> ast.Program:
     """Parses the `.net` file at `path`; an unreadable file is a NetcError too."""
     try:
-        source = Path(path).read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise NetcError.single(f"cannot read {str(path)!r}: {e}", Span(str(path), 0, 0, 0, 0))
-    return parse(source, str(path))
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise NetcError.single(f"cannot read {str(path)!r}: {e.strerror or e}", Span(str(path), 0, 0, 0, 0))
+    return parse(decode(data, str(path)), str(path))

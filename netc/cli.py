@@ -5,15 +5,18 @@ status 2, never a traceback."""
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
 import netc
 from netc.compiler import cache, export_onnx, frontend, show
+from netc.compiler.files import atomic_open
 from netc.compiler.graphviz import render as render_dot, to_dot
 from netc.compiler.passes import PASS_NAMES
 from netc.compiler.summary import summarize
@@ -22,7 +25,7 @@ from netc.dsl import NetcError, UserError, parse
 from netc.dsl.ast import NO_SPAN
 from netc.dsl.diagnostics import render
 from netc.runtime import checkpoint, session
-from netc.runtime.build import check_source, read_source
+from netc.runtime.build import check_memory, check_source, read_source, size_text
 from netc.runtime.diverge import TrainingDiverged
 from netc.runtime.plots import plot_run
 from netc.runtime.predictions import read_features, write_predictions
@@ -108,6 +111,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    # netc reports non-finite values itself (data checks, divergence), in words
+    warnings.filterwarnings("ignore", category=RuntimeWarning)
     try:
         return {"train": cmd_train, "check": cmd_check, "show": cmd_show, "eval": cmd_eval,
                 "predict": cmd_predict, "plot": cmd_plot, "graph": cmd_graph, "cache": cmd_cache,
@@ -128,6 +133,28 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as e:          # the user's environment: a full disk, a read-only or missing path
+        print(f"error: {_os_error(e)}", file=sys.stderr)
+        return EXIT_USER
+    except MemoryError:
+        print("error: this machine does not have the memory this needs (smaller shapes, batches or data "
+              "would fit)", file=sys.stderr)
+        return EXIT_USER
+
+
+_OS_HINTS = {errno.ENOSPC: "the disk is full: free some space and run again (a run continues with --resume)",
+             errno.EDQUOT: "the disk quota is used up: free some space and run again",
+             errno.EROFS: "the file system is read-only: choose a writable place (--out, -o, NETC_CACHE_DIR)",
+             errno.EACCES: "no permission: choose a place you may write to (--out, -o, NETC_CACHE_DIR)",
+             errno.EPERM: "no permission: choose a place you may write to (--out, -o, NETC_CACHE_DIR)"}
+
+
+def _os_error(e: OSError) -> str:
+    """A file-system error as one line, with the path and what to do."""
+    where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f)
+    text = f"{where}: {e.strerror or e}" if where else str(e.strerror or e)
+    hint = _OS_HINTS.get(e.errno)
+    return text + (f"\n    hint: {hint}" if hint else "")
 
 
 def _render(e: UserError) -> str:
@@ -289,9 +316,11 @@ def _raw_points(model, parts):
 def _summary(results, splits=None) -> str:
     splits = splits or [s for s in ("train", "val", "test") if s in results]
     keys = list(dict.fromkeys(k for s in splits for k in results[s]))
-    lines = [f"{'':12s}" + "".join(f"{s:>10s}" for s in splits)]
+    # columns of 10, wider when a value needs it: a space always separates two values
+    w = max([10] + [len(fmt_metric(results[s][k])) + 1 for s in splits for k in results[s]])
+    lines = [f"{'':12s}" + "".join(f"{s:>{w}s}" for s in splits)]
     for k in keys:
-        lines.append(f"{k:12s}" + "".join(fmt_metric(results[s][k], 10) if k in results[s] else f"{'':10s}"
+        lines.append(f"{k:12s}" + "".join(fmt_metric(results[s][k], w) if k in results[s] else f"{'':{w}s}"
                                          for s in splits))
     return "\n".join(lines)
 
@@ -299,16 +328,19 @@ def _summary(results, splits=None) -> str:
 def cmd_check(args) -> int:
     """Everything before code generation (the front end's check), and the train settings."""
     source, file = read_source(args.file)
-    ir = check_source(source, file)[0].model
+    checked, settings = check_source(source, file)
+    ir = checked.model
     for w in ir.warnings:
         print(render(w, source), file=sys.stderr)
     trained = [p for p in ir.params if p.trainable]
     numbers = sum(int(np.prod(p.shape)) for p in trained)
     buffers = len(ir.params) - len(trained)         # batchnorm's running statistics, dropout's seed
+    need = size_text(check_memory(checked, "float32", settings.batch))
     print(f"{args.file}: ok: model '{ir.name}', {numbers} params in {len(trained)} "
           f"tensor{'s' if len(trained) != 1 else ''}, "
           + (f"{buffers} buffer{'s' if buffers != 1 else ''}, " if buffers else "")
-          + f"{len(ir.losses)} loss term{'s' if len(ir.losses) != 1 else ''}")
+          + f"{len(ir.losses)} loss term{'s' if len(ir.losses) != 1 else ''}; a training step needs about {need} "
+          f"(float32{', batch ' + str(settings.batch) if settings.batch else ', per sample'})")
     return 0
 
 
@@ -368,10 +400,8 @@ def cmd_predict(args) -> int:
     known = trained_on["kwargs"].get("label") if isinstance(trained_on, dict) and trained_on.get("source") == "csv" else None
     X = read_features(spec, int(np.prod(model.ir.input_shape)), known)
     if args.output:
-        tmp = args.output + ".tmp"
-        with open(tmp, "w", newline="") as f:
+        with atomic_open(args.output, "w", newline="") as f:
             n = write_predictions(model, X, f)
-        os.replace(tmp, args.output)
         print(f"wrote {n} predictions to {args.output}")
     else:
         write_predictions(model, X, sys.stdout)

@@ -7,11 +7,16 @@
 """
 from __future__ import annotations
 
+import math
 import os
+from collections import Counter
 from typing import Optional, Tuple
+
+import numpy as np
 
 from netc.compiler import frontend
 from netc.dsl import NetcError, parse
+from netc.dsl.parser import decode
 
 from . import checkpoint
 from .model import Model
@@ -24,8 +29,8 @@ def read_source(path_or_source: str) -> Tuple[str, str]:
     text = str(path_or_source)
     if "\n" not in text and (text.endswith(".net") or os.path.exists(text)):
         try:
-            with open(text, encoding="utf-8") as f:
-                return f.read(), text
+            with open(text, "rb") as f:
+                return decode(f.read(), text), text
         except OSError as e:
             raise NetcError.single(f"cannot read {text}: {e.strerror}") from None
     return text, "<string>"
@@ -35,7 +40,45 @@ def check_source(source: str, file: str = "<string>", disabled=()) -> Tuple[fron
     """What `netc check` finds, without generating kernels: the front end's check of the model
     and the train block's settings. Raises NetcError with every problem of the file."""
     checked = frontend.check(parse(source, file), tuple(disabled))
-    return checked, resolve(checked.model, file, source)
+    settings = resolve(checked.model, file, source)
+    check_memory(checked, "float32", settings.batch)
+    return checked, settings
+
+
+def size_text(n: int) -> str:
+    for unit, k in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << k:
+            return f"{n / (1 << k):.1f} {unit}"
+    return f"{n} bytes"
+
+
+def machine_memory() -> Optional[int]:
+    """This machine's physical memory in bytes (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(checked: frontend.Checked, dtype: str, batch: Optional[int]) -> int:
+    """The memory a training step needs, about: every param with its gradient and optimizer
+    state, and the train graph's values for a batch (`batch`, or 1 sample for a full batch,
+    whose size depends on the data). Raises NetcError at the largest param when that is more
+    than this machine's memory, before anything is allocated. Returns the bytes."""
+    item = np.dtype(dtype).itemsize
+    states = Counter(s.param for s in checked.train.states)
+    params = {p.name: math.prod(p.shape) * item * (2 + states[p.name]) for p in checked.model.params}
+    g = checked.train.graph
+    values = sum(math.prod(d if isinstance(d, int) else (batch or 1) for d in g.shape(n)) * item for n in g.g.nodes)
+    need = sum(params.values()) + values
+    have = machine_memory()
+    if have is not None and need > have and checked.model.params:
+        p = max(checked.model.params, key=lambda q: params[q.name])
+        raise NetcError.single(
+            f"param '{p.name}' {list(p.shape)} is {math.prod(p.shape):,} numbers: with its gradient and optimizer "
+            f"state {size_text(params[p.name])} as {dtype}; a training step needs about {size_text(need)}, more than this "
+            f"machine's {size_text(have)}", p.span, hint="use smaller shapes", source=checked.program.source)
+    return need
 
 
 def build(source: str, file: str = "<string>", *, dtype: str = "float32", device: Optional[str] = "cpu",
@@ -45,6 +88,7 @@ def build(source: str, file: str = "<string>", *, dtype: str = "float32", device
     "cpu", "cuda", "auto", or None for the train block's `device`. Raises NetcError with every
     problem of the file."""
     checked = frontend.check(parse(source, file), tuple(disabled))
+    check_memory(checked, dtype, resolve(checked.model, file, source).batch)
     compiled = frontend.lower(checked, device=device, dtype=dtype)
     return Model(compiled, resolve(compiled.model, file, source), file, source, seed)
 
@@ -59,7 +103,7 @@ def load(path: str) -> Model:
     file = meta.get("file", "<string>")
     # source text was compiled for the train block's device, a file's source for the CPU
     model = build(meta["source"], file, dtype=meta["dtype"], device=None if file == "<string>" else "cpu")
-    model.load_arrays(arrays, path)
+    model.load_arrays(arrays, path, meta["standardized"])
     model.step, model.epoch = int(meta["step"]), int(meta["epoch"])
     model.classes = meta.get("classes")
     model.settings.apply_json(meta.get("settings"))

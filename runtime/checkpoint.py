@@ -22,12 +22,14 @@ import functools
 import hashlib
 import importlib.metadata
 import json
+import math
 import os
 import shutil
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from netc.compiler.files import fsync_dir, read_arrays
 from netc.dsl import UserError
 
 FORMAT = 2
@@ -52,17 +54,7 @@ def _sibling(path: str, kind: str) -> str:
     return os.path.join(parent, f".{name}.{kind}")
 
 
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+_fsync_dir = fsync_dir
 
 
 def metadata(model, training: Optional[dict] = None) -> dict:
@@ -122,6 +114,12 @@ def _complete(path: str) -> bool:
         return False
 
 
+def exists(path: str) -> bool:
+    """Whether `path` holds a complete checkpoint (after putting back a cut-short save's)."""
+    recover(path)
+    return _complete(path)
+
+
 def recover(path: str) -> None:
     """Put back the newest complete checkpoint when a save was cut short between its renames."""
     if os.path.exists(os.path.join(path, "model.json")):
@@ -138,18 +136,102 @@ def recover(path: str) -> None:
 
 def _read(path: str) -> Tuple[dict, Dict[str, np.ndarray]]:
     try:
-        with open(os.path.join(path, "model.json")) as f:
+        with open(os.path.join(path, "model.json"), encoding="utf-8") as f:
             meta = json.load(f)
-        with np.load(os.path.join(path, "weights.npz"), allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else e
         raise CheckpointError(f"{path}: not a readable netc checkpoint ({reason})") from None
-    if not isinstance(meta, dict) or "source" not in meta:
+    if not isinstance(meta, dict) or not isinstance(meta.get("source"), str):
         raise CheckpointError(f"{path}: not a netc checkpoint (model.json has no source)")
-    if meta.get("source_sha256") != source_hash(meta.get("source", "")):
+    if meta.get("source_sha256") != source_hash(meta["source"]):
         raise CheckpointError(f"{path}: the checkpoint's source does not match its hash")
+    check_meta(meta, path)
+    arrays = read_arrays(os.path.join(path, "weights.npz"), CheckpointError,
+                         f"{path}: not a readable netc checkpoint (weights.npz: {{reason}})")
+    if not isinstance(arrays, dict):
+        raise CheckpointError(f"{path}: weights.npz is not a .npz archive")
+    for k, v in arrays.items():
+        if v.dtype.kind != "f":
+            raise CheckpointError(f"{path}: array '{k}' has dtype {v.dtype}; a checkpoint holds float arrays")
     return meta, arrays
+
+
+# ------------------------------------------------------------ the one schema of model.json
+def _int(v, lo=0) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _opt(test):
+    return lambda v: v is None or test(v)
+
+
+_META = {
+    "format": lambda v: v == FORMAT,
+    "model": lambda v: isinstance(v, str),
+    "file": lambda v: isinstance(v, str),
+    "dtype": lambda v: v in ("float32", "float64"),
+    "step": _int, "epoch": _int,
+    "classes": _opt(lambda v: isinstance(v, list) and len(v) >= 1 and all(isinstance(c, str) for c in v)),
+    "standardized": lambda v: isinstance(v, bool),
+    "settings": _opt(lambda v: isinstance(v, dict)),
+    "training": _opt(lambda v: isinstance(v, dict)),
+}
+_SETTINGS = {
+    "seed": _int, "epochs": _int, "shuffle": lambda v: isinstance(v, bool),
+    "batch": lambda v: v == "full" or _int(v, 1),
+    "split": lambda v: isinstance(v, list) and 1 <= len(v) <= 3 and all(_num(x) and 0 <= x <= 1 for x in v)
+    and sum(v) <= 1 + 1e-9,
+    "standardize": lambda v: isinstance(v, bool),
+    "data": _opt(lambda v: isinstance(v, dict) and isinstance(v.get("source"), str)
+                 and isinstance(v.get("args", []), list) and isinstance(v.get("kwargs", {}), dict)),
+}
+_TRAINING = {     # the training loop's state (runtime.loop.LoopState) in a `last` checkpoint
+    "epochs": _int, "batch": _opt(lambda v: _int(v, 1)), "done": _int,
+    "rng": lambda v: isinstance(v, dict), "schedule": lambda v: isinstance(v, dict),
+    "monitor": lambda v: isinstance(v, str), "best": _opt(lambda v: _num(v) or v in ("inf", "-inf", "nan")),
+    "best_epoch": _opt(_int), "wait": _int, "finished": lambda v: isinstance(v, bool),
+    "stopped_epoch": _opt(_int),
+}
+
+
+def _check(doc: dict, schema: dict, where: str, required: bool) -> None:
+    for key, ok in schema.items():
+        if key not in doc:
+            if required:
+                raise CheckpointError(f"{where}: '{key}' is missing")
+            continue
+        if not ok(doc[key]):
+            shown = json.dumps(doc[key])
+            raise CheckpointError(f"{where}: '{key}' has an invalid value "
+                                  f"{shown if len(shown) < 60 else shown[:57] + '...'}")
+
+
+def check_meta(meta: dict, path: str) -> None:
+    """model.json against the one schema of this format (types, ranges, the loop's state);
+    raises CheckpointError naming the first field that does not fit."""
+    where = f"{path}: model.json"
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{where}: format {json.dumps(meta.get('format'))} is not the format this netc "
+                              f"reads ({FORMAT})", ) from None
+    _check(meta, _META, where, True)
+    if meta["settings"] is not None:
+        _check(meta["settings"], _SETTINGS, f"{where} settings", False)
+    tr = meta["training"]
+    if tr is not None and "done" in tr:
+        _check(tr, _TRAINING, f"{where} training", True)
+        if tr["done"] > tr["epochs"] or tr["done"] != meta["epoch"]:
+            raise CheckpointError(f"{where} training: 'done' ({tr['done']}) does not fit epochs {tr['epochs']} "
+                                  f"and the checkpoint's epoch {meta['epoch']}")
+        try:
+            np.random.default_rng().bit_generator.state = tr["rng"]
+        except (TypeError, ValueError, KeyError, OverflowError):
+            raise CheckpointError(f"{where} training: 'rng' is not the shuffle generator's state") from None
+        if isinstance(tr["best"], float) and math.isnan(tr["best"]):
+            raise CheckpointError(f"{where} training: 'best' is NaN")
 
 
 def read(path: str) -> Tuple[dict, Dict[str, np.ndarray]]:
@@ -167,9 +249,10 @@ def resolve(path: str) -> str:
         return path
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "settings.json")):
         try:
-            with open(os.path.join(path, "settings.json")) as f:
-                stop = json.load(f).get("settings", {}).get("stop")
-        except (OSError, ValueError):
+            with open(os.path.join(path, "settings.json"), encoding="utf-8") as f:
+                doc = json.load(f)
+            stop = doc["settings"]["stop"]
+        except (OSError, ValueError, RecursionError, KeyError, TypeError):
             stop = None
         for name in (("best", "last") if stop else ("last", "best")):
             p = os.path.join(path, name)

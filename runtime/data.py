@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from netc.compiler.files import read_arrays
 from netc.dsl import UserError, did_you_mean
 
 __all__ = [
@@ -278,7 +279,7 @@ def _as_labels(source: str, y: np.ndarray) -> tuple[np.ndarray, list[str] | None
     if y.dtype.kind != "f":
         raise DataError(f"{source}: labels must be numbers or strings, got dtype {y.dtype}")
     y = y.astype(np.float64)
-    if y.ndim == 1 and np.isfinite(y).all() and (y == np.round(y)).all():
+    if y.ndim == 1 and np.isfinite(y).all() and (y == np.round(y)).all() and (np.abs(y) < 2 ** 53).all():
         return y.astype(np.int64), None
     return y, None
 
@@ -317,6 +318,16 @@ def _csv_fast(text: str, delimiter: str, skip: int, width: int) -> np.ndarray | 
     return values
 
 
+def csv_records(text: str, delimiter: str, source: str) -> list:
+    """(row number, fields) of each non-blank row of CSV text; newlines \\n, \\r\\n or \\r, and
+    what the csv module cannot read (a stray quote, a NUL) is a DataError naming the row."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, skipinitialspace=True)
+    try:
+        return [(reader.line_num, r) for r in reader if len(r) > 1 or "".join(r).strip()]
+    except csv.Error as e:
+        raise DataError(f"{source}: row {reader.line_num}: not readable as CSV ({e})") from None
+
+
 def load_csv(path, label=None) -> Dataset:
     """Load a CSV file whose first row names the columns.
 
@@ -333,8 +344,7 @@ def load_csv(path, label=None) -> Dataset:
         raise DataError(f"{source}: not a UTF-8 text file (byte {e.start})") from None
     first_line = text.lstrip("\r\n").split("\n", 1)[0]
     delimiter = max(",;\t", key=first_line.count)
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True)
-    records = ((reader.line_num, r) for r in reader if len(r) > 1 or "".join(r).strip())
+    records = iter(csv_records(text, delimiter, source))
     header_row, header = next(records, (0, None))
     if header is None:
         raise DataError(f"{source}: the file is empty; expected a header row of column names")
@@ -399,26 +409,20 @@ def load_npz(path) -> Dataset:
     label. Pickled (object) arrays are refused.
     """
     source = str(path)
-    try:
-        data = np.load(path, allow_pickle=False)
-        if isinstance(data, np.ndarray):
-            X, y = _npy_table(source, data)
+    data = read_arrays(source, DataError)
+    if isinstance(data, np.ndarray):
+        X, y = _npy_table(source, data)
+    else:
+        names = list(data)
+        x_key = next((k for k in ("X", "x", "images") if k in names), None)
+        y_key = next((k for k in ("y", "Y", "labels") if k in names), None)
+        if x_key and y_key:
+            X, y = data[x_key], data[y_key]
+        elif len(names) == 1:
+            X, y = _npy_table(source, data[names[0]])
         else:
-            with data:
-                names = data.files
-                x_key = next((k for k in ("X", "x", "images") if k in names), None)
-                y_key = next((k for k in ("y", "Y", "labels") if k in names), None)
-                if x_key and y_key:
-                    X, y = data[x_key], data[y_key]
-                elif len(names) == 1:
-                    X, y = _npy_table(source, data[names[0]])
-                else:
-                    raise DataError(f"{source}: expected arrays named X and y (or images and "
-                                    f"labels); found {', '.join(names) or 'none'}")
-    except FileNotFoundError:
-        raise DataError(f"{source}: file not found") from None
-    except (ValueError, OSError, EOFError, zlib.error) as e:
-        raise DataError(f"{source}: not a readable .npz/.npy file ({e})") from None
+            raise DataError(f"{source}: expected arrays named X and y (or images and "
+                            f"labels); found {', '.join(names) or 'none'}")
     if X.dtype.kind not in "biuf" or X.ndim == 0:
         raise DataError(f"{source}: X must be a numeric array, got dtype {X.dtype} shape {X.shape}")
     if y.ndim == 0 or len(X) != len(y):
@@ -532,7 +536,7 @@ def validate(ds: Dataset, feature_shape: tuple, target_kind: str, num_classes_or
     bad = (y != np.round(y)) | (y < 0) | (y >= k)
     if bad.any():
         row = int(np.argmax(bad))
-        value = int(y[row]) if y[row].is_integer() else float(y[row])
+        value = int(y[row]) if y[row].is_integer() and abs(y[row]) < 2 ** 53 else float(y[row])
         name = f" ('{ds.classes[value]}')" if ds.classes and isinstance(value, int) \
             and 0 <= value < len(ds.classes) else ""
         raise DataError(f"{source}: sample {row}: label {value}{name} is not a class id; "

@@ -120,7 +120,7 @@ def fit(model, train: D.Dataset, val: Optional[D.Dataset], *, epochs=None, batch
     rng = np.random.default_rng([s.seed, 1])
     if resume is not None:
         rng.bit_generator.state = st.rng
-        sched.load_state_dict(st.schedule)
+        S.restore(sched, st.schedule)
     history = History(list(records), st.stopped_epoch, st.best_epoch if stop else None, st.monitor)
     if progress is None:
         progress = Progress("lines" if log else "quiet", write=log)

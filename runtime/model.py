@@ -52,7 +52,7 @@ class Model:
         rng = np.random.default_rng(seed)
         self._params: Dict[str, np.ndarray] = {}
         for p in self.ir.params:
-            self._params[p.name] = np.ascontiguousarray(initialize(p.init.kind, p.init.args, p.shape, rng), self.dtype)
+            self._params[p.name] = initialize(p.init.kind, p.init.args, p.shape, rng, self.dtype)
         self._state: Dict[str, np.ndarray] = {
             s.name: np.full(self._params[s.param].shape, s.init, self.dtype) for s in self.artifact.states}
 
@@ -83,24 +83,51 @@ class Model:
     def loss_names(self) -> List[str]:
         return self.artifact.loss_names
 
-    def load_arrays(self, arrays: Dict[str, np.ndarray], where: str = "checkpoint") -> Dict[str, np.ndarray]:
-        """Params, optimizer state and scaler from a checkpoint's arrays (shapes checked; raises
-        CheckpointError). Returns the `best/...` arrays (early stopping's best params), if any."""
-        best = {}
-        mean = std = None
+    def load_arrays(self, arrays: Dict[str, np.ndarray], where: str = "checkpoint",
+                    standardized: Optional[bool] = None) -> Dict[str, np.ndarray]:
+        """Params, optimizer state and scaler from a checkpoint's arrays: every param and state
+        array present, with its shape and the model's dtype; the scaler both or neither (and
+        present exactly when `standardized`); early stopping's best params all or none.
+        Raises CheckpointError. Returns the `best/...` arrays, if any."""
+        dtype = np.dtype(self.artifact.dtype)
+        best, scaler = {}, {}
         for k, v in arrays.items():
             kind, _, name = k.partition("/")
-            if kind == "scaler":
-                mean, std = (v, std) if name == "mean" else (mean, v)
+            if kind == "scaler" and name in ("mean", "std"):
+                scaler[name] = v
                 continue
+            target = self._params if kind in ("param", "best") else self._state if kind == "state" else None
+            if target is None or name not in target:
+                raise checkpoint.CheckpointError(f"{where}: array '{k}' is not one of the model's")
+            if target[name].shape != v.shape or v.dtype != dtype:
+                raise checkpoint.CheckpointError(
+                    f"{where}: array '{k}' has shape {list(v.shape)} and dtype {v.dtype}; the model's "
+                    f"is {list(target[name].shape)} {dtype}")
+        for kind, store in (("param", self._params), ("state", self._state)):
+            missing = [n for n in store if f"{kind}/{n}" not in arrays]
+            if missing:
+                raise checkpoint.CheckpointError(f"{where}: the checkpoint has no array for {kind} "
+                                                 f"'{missing[0]}'" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        has_best = [n for n in self._params if f"best/{n}" in arrays]
+        if has_best and len(has_best) != len(self._params):
+            raise checkpoint.CheckpointError(f"{where}: early stopping's best params are incomplete")
+        shape = tuple(self.ir.input_shape)
+        if scaler:
+            if set(scaler) != {"mean", "std"} or any(a.shape != shape for a in scaler.values()) \
+                    or not all(np.isfinite(a).all() for a in scaler.values()) or (scaler["std"] <= 0).any():
+                raise checkpoint.CheckpointError(f"{where}: the standardization (scaler/mean, scaler/std) is "
+                                                 f"damaged: it needs finite means and positive scales of shape {list(shape)}")
+        if standardized is not None and standardized != bool(scaler):
+            raise checkpoint.CheckpointError(f"{where}: model.json says standardized={str(standardized).lower()} "
+                                             f"but the arrays {'lack' if standardized else 'hold'} a scaler")
+        for k, v in arrays.items():
+            kind, _, name = k.partition("/")
             if kind == "best":
                 best[name] = v
-                continue
-            target = self._params if kind == "param" else self._state if kind == "state" else None
-            if target is None or name not in target or target[name].shape != v.shape:
-                raise checkpoint.CheckpointError(f"{where}: array '{k}' does not fit the model")
-            target[name][...] = v
-        self.scaler = None if mean is None else (np.asarray(mean, np.float64), np.asarray(std, np.float64))
+            elif kind in ("param", "state"):
+                (self._params if kind == "param" else self._state)[name][...] = v
+        self.scaler = None if not scaler else (np.asarray(scaler["mean"], np.float64),
+                                               np.asarray(scaler["std"], np.float64))
         return best
 
     # ------------------------------------------------------------ data
@@ -112,7 +139,8 @@ class Model:
     def remap_classes(self, ds: D.Dataset) -> D.Dataset:
         """A loaded data set whose string labels were numbered by its own sorted names, renumbered
         by the model's class names (which the training data fixed)."""
-        return P.remap_classes(ds, self.classes)
+        trained_on_ids = self.classes is None and self.step > 0
+        return P.remap_classes(ds, P.NUMERIC if trained_on_ids else self.classes)
 
     def prepare(self, X, y=None, source: str = "data", scale: bool = True) -> D.Dataset:
         """Check and convert arrays for this model (raises DataError): string labels become class

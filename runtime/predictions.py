@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import csv
-import io
 import math
 from typing import List, Optional
 
 import numpy as np
+
+from netc.compiler.files import read_arrays
 
 from . import data as D
 from .settings import load_spec
@@ -36,8 +37,7 @@ def read_features_csv(path: str, width: int, label=None, known_label=None) -> np
         raise D.DataError(f"{source}: not a UTF-8 text file (byte {e.start})") from None
     first = text.lstrip("\r\n").split("\n", 1)[0]
     delimiter = max(",;\t", key=first.count)
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True)
-    rows = [(reader.line_num, r) for r in reader if len(r) > 1 or "".join(r).strip()]
+    rows = D.csv_records(text, delimiter, source)
     if not rows:
         raise D.DataError(f"{source}: the file is empty")
     header = None
@@ -87,22 +87,16 @@ def read_features(spec: dict, width: int, known_label=None) -> np.ndarray:
     if spec["source"] == "csv":
         return read_features_csv(path, width, spec["kwargs"].get("label"), known_label)
     if spec["source"] in ("npz", "npy"):
-        try:
-            z = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise D.DataError(f"{path}: file not found") from None
-        except (ValueError, OSError, EOFError) as e:
-            raise D.DataError(f"{path}: not a readable .npz/.npy file ({e})") from None
+        z = read_arrays(path, D.DataError)
         if isinstance(z, np.ndarray):
             X = z
         else:
-            with z:
-                key = next((k for k in ("X", "x", "images") if k in z.files), None)
-                if key is None and len(z.files) == 1:
-                    key = z.files[0]
-                if key is None:
-                    raise D.DataError(f"{path}: expected an array named X (or x, images); found {', '.join(z.files)}")
-                X = z[key]
+            key = next((k for k in ("X", "x", "images") if k in z), None)
+            if key is None and len(z) == 1:
+                key = next(iter(z))
+            if key is None:
+                raise D.DataError(f"{path}: expected an array named X (or x, images); found {', '.join(z)}")
+            X = z[key]
         if X.dtype.kind not in "biuf" or X.ndim == 0:
             raise D.DataError(f"{path}: samples must be a numeric array, got dtype {X.dtype} shape {X.shape}")
         X = X.reshape(len(X), -1).astype(np.float64) if X.ndim > 1 else X.reshape(len(X), 1).astype(np.float64)

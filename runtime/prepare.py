@@ -44,11 +44,18 @@ def label_ids(y, classes: Optional[List[str]], source: str) -> Tuple[np.ndarray,
     return np.array([index[v] for v in names], np.int64).reshape(y.shape), classes
 
 
+NUMERIC = []          # as `classes`: a trained model whose labels were class ids, not names
+
+
 def remap_classes(ds: D.Dataset, classes: Optional[List[str]]) -> D.Dataset:
     """A loaded data set whose string labels were numbered by its own sorted names, renumbered
     by the model's class names `classes` (which the training data fixed)."""
     if ds.classes is None or classes is None or ds.classes == classes:
         return ds
+    if classes is NUMERIC:
+        raise D.DataError(f"{ds.name}: has string labels ({', '.join(ds.classes[:4])}"
+                          f"{', ...' if len(ds.classes) > 4 else ''}) but the model was trained on numeric "
+                          f"class ids; give the data it was trained on, with numbers as labels")
     index = {c: i for i, c in enumerate(classes)}
     unknown = [c for c in ds.classes if c not in index]
     if unknown:
@@ -85,6 +92,14 @@ def prepare(X, y, ir: ModelIR, dtype, classes: Optional[List[str]], scaler: Opti
         return D.Dataset(X, ds.y, classes, ds.name), classes
     if scaler is not None:
         X = (X - scaler[0]) / scaler[1]
-    X = np.ascontiguousarray(X, dtype)
-    y = np.ascontiguousarray(ds.y, np.int64 if kind == "class" else dtype)
+    with np.errstate(over="ignore", invalid="ignore"):      # values beyond the dtype: refused below
+        X = np.ascontiguousarray(X, dtype)
+        y = np.ascontiguousarray(ds.y, np.int64 if kind == "class" else dtype)
+    for cast, orig, what in ((X, ds.X, "feature"), (y, ds.y, "target")):
+        if cast.dtype.kind == "f" and not np.isfinite(cast).all():     # finite in float64, not in the model's dtype
+            row, *col = D._first_bad(~np.isfinite(cast))
+            raise D.DataError(f"{source}: sample {row}, {what} {col[0] if len(col) == 1 else col}: "
+                              f"{orig[(row, *col)]:g}" + (" (standardized)" if what == "feature" and scaler else "")
+                              + f" is beyond the range of {np.dtype(dtype).name} (about "
+                              f"±{float(np.finfo(dtype).max):.3g})")
     return D.Dataset(X, y, classes, ds.name), classes

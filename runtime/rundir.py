@@ -24,6 +24,7 @@ import re
 import time
 from typing import List, Optional
 
+from netc.compiler.files import atomic_open, atomic_write
 from netc.dsl import NetcError
 
 from . import checkpoint
@@ -48,23 +49,46 @@ class RunDir:
             while os.path.exists(out):
                 out, i = f"{base}-{i}", i + 1
         elif os.path.exists(os.path.join(out, "settings.json")) or os.path.exists(os.path.join(out, "last")):
-            raise NetcError.single(f"{out}: already holds a run",
-                                   hint=f"continue it with --resume {out}, or choose another --out")
+            if cls(out).has_checkpoint() or cls(out).has_records():
+                raise NetcError.single(f"{out}: already holds a run",
+                                       hint=f"continue it with --resume {out}, or choose another --out")
+            # a run killed before its first checkpoint: nothing in it to keep, so start it again
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise NetcError.single(f"--out {out}: exists and is not a directory")
         rd = cls(out)
         os.makedirs(rd.path, exist_ok=True)
-        with open(os.path.join(rd.path, f"{model.name}.net"), "w", encoding="utf-8") as f:
-            f.write(model.source)
+        atomic_write(os.path.join(rd.path, f"{model.name}.net"), model.source)
         _write_json(rd.settings_file, doc)
-        open(rd.metrics, "w").close()
+        atomic_write(rd.metrics, "")
         return rd
+
+    def has_checkpoint(self) -> bool:
+        """Whether `last` holds a complete checkpoint (or a cut-short save left one to put back)."""
+        return checkpoint.exists(self.last)
+
+    def has_records(self) -> bool:
+        try:
+            return os.path.getsize(self.metrics) > 0
+        except OSError:
+            return False
 
     def read_settings(self) -> dict:
         try:
-            with open(self.settings_file) as f:
-                return json.load(f)
-        except (OSError, ValueError) as e:
+            with open(self.settings_file, encoding="utf-8") as f:
+                doc = json.load(f)
+        except (OSError, ValueError, RecursionError) as e:
             raise checkpoint.CheckpointError(f"{self.shown}: not a run directory (no readable settings.json: "
                              f"{getattr(e, 'strerror', None) or e})") from None
+        ok = isinstance(doc, dict) and isinstance(doc.get("overrides", {}), dict) \
+            and isinstance(doc.get("no_pass", []), list) and all(isinstance(n, str) for n in doc.get("no_pass", [])) \
+            and isinstance(doc.get("data", {}), dict) and isinstance(doc.get("source_file", ""), str) \
+            and doc.get("dtype", "float32") in ("float32", "float64") \
+            and isinstance(doc.get("file", ""), (str, type(None))) \
+            and isinstance(doc.get("settings", {}), dict) \
+            and set(doc.get("overrides", {})) <= {"epochs", "seed", "batch", "data"}
+        if not ok:
+            raise checkpoint.CheckpointError(f"{self.shown}: settings.json is damaged (not the settings of a netc run)")
+        return doc
 
     # ------------------------------------------------------------ the epoch hooks of loop.fit
     def start(self, model, state) -> None:
@@ -81,37 +105,47 @@ class RunDir:
 
     # ------------------------------------------------------------ resuming
     def records(self, upto: Optional[int] = None) -> List[dict]:
-        """The epoch records of metrics.jsonl (complete lines; with `upto`, epochs <= upto)."""
-        out = []
+        """The epoch records of metrics.jsonl (with `upto`, epochs <= upto). A last line cut
+        short by a kill is left out; a damaged line among the records wanted raises
+        CheckpointError naming it (nothing is dropped silently)."""
         try:
-            with open(self.metrics) as f:
-                for line in f:
-                    try:
-                        rec = json.loads(line)
-                    except ValueError:
-                        break               # a line cut short by a kill
-                    if upto is not None and rec.get("epoch", 0) > upto:
-                        break
-                    out.append(rec)
+            with open(self.metrics, encoding="utf-8", errors="replace") as f:
+                text = f.read()
         except FileNotFoundError:
-            pass
+            return []
+        lines = text.split("\n")
+        out, bad = [], None
+        for i, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                if not isinstance(rec, dict) or not checkpoint._int(rec.get("epoch"), 1):
+                    raise ValueError("not an epoch record")
+            except (ValueError, RecursionError):
+                if i == len(lines):         # no newline after it: a line cut short by a kill
+                    break
+                bad = bad or i
+                continue
+            if upto is not None and rec["epoch"] > upto:
+                continue
+            out.append(rec)
+        if bad is not None and [r["epoch"] for r in out] != list(range(1, (upto or len(out)) + 1)):
+            raise checkpoint.CheckpointError(
+                f"{self.metrics}:{bad}: this line of the run's metrics is damaged (not an epoch record)\n"
+                f"    hint: repair or delete line {bad}; netc drops no records on its own")
         return out
 
     def truncate(self, upto: int) -> List[dict]:
         """Drop the lines of epochs after `upto` (written after the last checkpoint)."""
         recs = self.records(upto)
-        tmp = self.metrics + ".tmp"
-        with open(tmp, "w") as f:
+        with atomic_open(self.metrics, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r) + "\n" for r in recs)
-        os.replace(tmp, self.metrics)
         return recs
 
 
 def _write_json(path: str, doc: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1)
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(doc, indent=1))
 
 
 # ------------------------------------------------------------ "what changed" for --resume

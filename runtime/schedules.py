@@ -275,6 +275,19 @@ class Plateau(Schedule):
         self.bad_epochs = int(d["bad_epochs"])
 
 
+def restore(sched: "Schedule", state) -> None:
+    """`sched.load_state_dict(state)` for a state read from a checkpoint: one that does not
+    fit (damaged, tampered) is a ScheduleError, never a KeyError or TypeError."""
+    try:
+        if not isinstance(state, dict):
+            raise TypeError(state)
+        sched.load_state_dict(state)
+    except ScheduleError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+        raise ScheduleError(f"the checkpoint's state of schedule {sched.name!r} is damaged") from None
+
+
 SCHEDULES: dict[str, type] = {cls.name: cls for cls in
                               (Constant, Step, Exponential, Cosine, Warmup, Plateau)}
 

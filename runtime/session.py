@@ -93,12 +93,7 @@ def new_job(file: str, *, dtype: Optional[str] = None, disabled=(), out: Optiona
     model = build(source, shown, dtype=dtype or "float32", device=device, disabled=disabled, seed=ov.get("seed"))
     compile_s = time.perf_counter() - t0
     model.settings.override(**ov)
-    ds = load_dataset(model)
-    model.classes = ds.classes
-    parts = split(model, ds)
-    if model.settings.standardize:
-        model.fit_scaler(parts[0].X)
-    train, val, test = prepare_splits(model, parts)
+    ds, (train, val, test) = _fresh_data(model)
     rd = None
     if run_dir:
         doc = {"netc": checkpoint.netc_version(), "model": model.name, "file": os.path.abspath(file),
@@ -109,6 +104,63 @@ def new_job(file: str, *, dtype: Optional[str] = None, disabled=(), out: Optiona
                "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
         rd = RunDir.create(out, model, doc)
     return Job(model, train, val, test, rd, compile_s=compile_s)
+
+
+def _fresh_data(model: Model):
+    """The data of a new run: loaded, class names fixed, split, the scaler fitted, prepared."""
+    ds = load_dataset(model)
+    model.classes = ds.classes
+    parts = split(model, ds)
+    if model.settings.standardize:
+        model.fit_scaler(parts[0].X)
+    return ds, prepare_splits(model, parts)
+
+
+def _same_source(file: str, source: str, path: str, doc: dict) -> None:
+    """Refuse to resume with a `file` whose model differs from the run's `source`."""
+    try:
+        with open(file, encoding="utf-8") as f:
+            current = f.read()
+    except OSError as e:
+        raise NetcError.single(f"cannot read {file}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise NetcError.single(f"cannot read {file}: not UTF-8 text") from None
+    changes = source_changes(source, current)
+    if changes:
+        raise NetcError.single(
+            f"{file} has changed since the run in {path} started, so resuming would not continue "
+            f"the same training:\n" + "\n".join(changes),
+            hint=f"put the file back as it was (the run's copy is {os.path.join(path, doc.get('source_file', ''))}), "
+                 f"or start a new run without --resume")
+
+
+def _restart(rd: RunDir, doc: dict, file: Optional[str], path: str) -> Job:
+    """A run killed before its first checkpoint was complete: nothing was trained, so the run
+    starts again in its directory from its own copy of the source and its settings (the same
+    seed gives the same initial params)."""
+    try:
+        with open(os.path.join(rd.path, os.path.basename(doc.get("source_file") or "")), encoding="utf-8") as f:
+            source = f.read()
+    except (OSError, UnicodeDecodeError):
+        raise checkpoint.CheckpointError(f"{path}: the run has no checkpoint and no readable copy of its "
+                                         f"source; start a new run") from None
+    if file is not None:
+        _same_source(file, source, path, doc)
+    ov = doc.get("overrides", {})
+    TrainSettings.check_overrides(ov)
+    shown = file or doc.get("file") or "<string>"
+    t0 = time.perf_counter()
+    model = build(source, shown, dtype=doc.get("dtype", "float32"), disabled=tuple(doc.get("no_pass", ())),
+                  seed=ov.get("seed"))
+    compile_s = time.perf_counter() - t0
+    model.settings.override(**ov)
+    ds, (train, val, test) = _fresh_data(model)
+    if data_hash(ds) != doc.get("data", {}).get("sha256"):
+        raise D.DataError(f"{ds.name}: the data differs from the data the run in {path} started with; "
+                          f"resuming needs the same data")
+    rd.truncate(0)
+    return Job(model, train, val, test, rd, None, compile_s,
+               [f"the run in {path} was stopped before its first checkpoint was complete; starting it again"])
 
 
 RESUME_FIXED = ("seed", "batch", "data", "dtype", "no_pass", "out")
@@ -126,30 +178,25 @@ def resume_job(path: str, file: Optional[str] = None, *, epochs: Optional[int] =
             raise NetcError.single(f"--{k.replace('_', '-')} cannot be given with --resume: the run keeps "
                                    f"its settings", hint="start a new run to change them")
     doc = rd.read_settings()
+    if not rd.has_checkpoint() and not rd.records():
+        job = _restart(rd, doc, file, path)
+        if epochs is not None:
+            job.model.settings.epochs = epochs
+        return job
     meta, arrays = checkpoint.read(rd.last)
     if meta.get("training") is None or "done" not in meta["training"]:
         raise NetcError.single(f"{rd.last}: this checkpoint holds no training state to resume from")
     source = meta["source"]
     shown = file or doc.get("file") or meta.get("file")
     if file is not None:
-        try:
-            with open(file, encoding="utf-8") as f:
-                current = f.read()
-        except OSError as e:
-            raise NetcError.single(f"cannot read {file}: {e.strerror}") from None
-        changes = source_changes(source, current)
-        if changes:
-            raise NetcError.single(
-                f"{file} has changed since the run in {path} started, so resuming would not continue "
-                f"the same training:\n" + "\n".join(changes),
-                hint=f"put the file back as it was (the run's copy is {os.path.join(path, doc.get('source_file', ''))}), "
-                     f"or start a new run without --resume")
+        _same_source(file, source, path, doc)
     t0 = time.perf_counter()
     model = build(source, shown, dtype=meta["dtype"], disabled=doc.get("no_pass", ()))
     compile_s = time.perf_counter() - t0
     model.settings.override(**doc.get("overrides", {}))
+    model.file = meta["file"]               # as the run's first checkpoint recorded it
     model.classes = meta.get("classes")
-    best = model.load_arrays(arrays, rd.last)
+    best = model.load_arrays(arrays, rd.last, meta["standardized"])
     model.step, model.epoch = int(meta["step"]), int(meta["epoch"])
     st = LoopState.from_json(meta["training"])
     ds = load_dataset(model)

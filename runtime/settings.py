@@ -347,6 +347,9 @@ def parse_data_arg(text: str, label=None) -> dict:
     label = label_arg(label) if isinstance(label, str) else label
     if ext in (".csv", ".txt", ".tsv"):
         return {"source": "csv", "args": [os.path.abspath(text)], "kwargs": {} if label is None else {"label": label}}
+    if label is not None and ext not in (".csv", ".txt", ".tsv") and not (ext == "" and text.startswith("csv(")):
+        raise D.DataError(f"--label {label}: names the label column of a CSV file, but --data {text} is not one "
+                          f"(its labels are its own)")
     if ext in (".npz", ".npy"):
         return {"source": "npz", "args": [os.path.abspath(text)], "kwargs": {}}
     if os.path.exists(text):

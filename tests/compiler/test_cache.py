@@ -100,3 +100,60 @@ def test_cli_graph_writes_dot(tmp_path):
     assert text.startswith("digraph") and 'class="backward"' in text and 'class="update"' in text
     bad = run(["-m", "netc.cli", "graph", XOR, "-o", str(tmp_path / "g.txt")], {})
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_damaged_numba_cache_files_are_dropped_and_rebuilt(tmp_path, monkeypatch):
+    """Issue 15, finding 3: Numba's own cache files are sealed (their hashes in meta.json)
+    after a compile; a truncated or flipped one is dropped before Numba can load it."""
+    env = {"NETC_CACHE_DIR": str(tmp_path / "cache")}
+    first = run(["-c", WORKER, XOR], env)
+    assert first.returncode == 0, first.stderr
+    folder = next((tmp_path / "cache").iterdir())
+    files = sorted((folder / "__pycache__").iterdir())
+    for f in files:                                  # every .nbc (the compiled code) cut short
+        if f.suffix == ".nbc":
+            f.write_bytes(f.read_bytes()[:100])
+    second = run(["-c", WORKER, XOR], env)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip().splitlines()[-1] == first.stdout.strip().splitlines()[-1]
+    sealed = json.loads((folder / "meta.json").read_text())["numba"]
+    assert sealed.keys() == {f.name for f in (folder / "__pycache__").iterdir()}
+    nbi = next(f for f in (folder / "__pycache__").iterdir() if f.suffix == ".nbi")
+    data = bytearray(nbi.read_bytes())               # a flipped byte in an index
+    data[len(data) // 2] ^= 0x5A
+    nbi.write_bytes(bytes(data))
+    third = run(["-c", WORKER, XOR], env)
+    assert third.returncode == 0, third.stderr
+    assert third.stdout.strip().splitlines()[-1] == first.stdout.strip().splitlines()[-1]
+    # meta.json holding [] is a damaged entry, listed as such and rebuilt, never an AttributeError
+    monkeypatch.setenv("NETC_CACHE_DIR", str(tmp_path / "cache"))
+    (folder / "meta.json").write_text("[]")
+    assert cache.entries()[0]["ok"] is False
+    source = (folder / "kernels.py").read_text()
+    assert cache.ensure_entry(source, "cpu", "xor") == folder and cache.entries()[0]["ok"]
+    assert not (folder / "__pycache__").exists()
+    # a cache whose entries cannot be removed reports none removed
+    monkeypatch.setattr(cache.shutil, "rmtree", lambda *a, **k: None)
+    assert cache.clear() == 0
+
+
+def test_a_cache_that_vanishes_while_numba_writes_it_does_not_fail_the_run(tmp_path, monkeypatch):
+    """Issue 15, finding 3: `netc cache clear` while another process compiles: Numba's cache
+    write fails, the compiled code is there, the step runs."""
+    import netc
+    from numba.core import caching
+    monkeypatch.setenv("NETC_CACHE_DIR", str(tmp_path / "c"))
+    real, failed = caching.IndexDataCacheFile.save, []
+
+    def save(self, key, data):
+        if not failed:
+            failed.append(key)
+            raise FileNotFoundError(2, "No such file or directory", "removed by netc cache clear")
+        return real(self, key, data)
+    monkeypatch.setattr(caching.IndexDataCacheFile, "save", save)
+    src = ("model vanish\ninput x[3]\ntarget y: class[2]\np = softmax(dense(x, 2))\n"
+           "loss cross_entropy(p, y)\noptimizer sgd(lr=0.1)\n")
+    m = netc.compile(src, seed=0)
+    X, y = np.ones((4, 3), np.float32), np.array([0, 1, 0, 1])
+    m.fit(X, y, epochs=1, batch=4, shuffle=False)
+    assert failed and m.step == 1

@@ -7,6 +7,7 @@ from typing import Dict, List
 
 import numpy as np
 
+from ...cache import seal
 from ...values import ModelIR
 from ...ir import Graph
 from ...traingraph import StateInfo
@@ -38,8 +39,15 @@ class Artifact:
         """First call of an entry point: Numba compiles it (or loads it from its cache) -- time
         that -- then the fast caller replaces the method on this instance."""
         t0 = time.perf_counter()
-        r = self._calls[name](*args)
+        try:
+            r = self._calls[name](*args)
+        except OSError:
+            # Numba compiled the entry point but could not write or read its cache files (the
+            # cache cleared meanwhile by `netc cache clear`, a full disk): the compiled code is
+            # loaded, so the call runs; it computed nothing before the compile
+            r = self._calls[name](*args)
         self.timings[f"jit {name} (first call)"] = time.perf_counter() - t0
+        seal(self.module)                   # Numba's new cache files, recorded as they are
         setattr(self, name, self._calls[name])
         return r
 
