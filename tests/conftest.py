@@ -32,3 +32,31 @@ def op_case_graph():
         expected[fn.name] = (feeds, evaluate(G, feeds, [n])[n], [G.node(a)["name"] for a in args])
     verify(G)
     return G, fns, expected
+
+
+# ------------------------------------------------------------ PyTorch twins (skip without torch)
+@pytest.fixture(scope="session")
+def bn_torch():
+    """bn_torch(params, prefix, C, momentum, eps, nd): a float64 torch BatchNorm1d (nd=1) or
+    BatchNorm2d (nd=2) holding netc's `PREFIX.gamma` / `PREFIX.beta` from `params`."""
+    torch = pytest.importorskip("torch")
+
+    def make(p, prefix, C, momentum, eps, nd):
+        bn = (torch.nn.BatchNorm1d if nd == 1 else torch.nn.BatchNorm2d)(C, eps=eps, momentum=momentum).double()
+        with torch.no_grad():
+            bn.weight.copy_(torch.tensor(p[f"{prefix}.gamma"]))
+            bn.bias.copy_(torch.tensor(p[f"{prefix}.beta"]))
+        return bn
+    return make
+
+
+@pytest.fixture(scope="session")
+def check_bn_state():
+    """check_bn_state(model, prefix, bn): netc's running statistics, gamma and beta under
+    PREFIX equal the torch BatchNorm's within 1e-6."""
+    def check(model, prefix, bn):
+        for ours, theirs in (("running_mean", bn.running_mean), ("running_var", bn.running_var),
+                             ("gamma", bn.weight), ("beta", bn.bias)):
+            np.testing.assert_allclose(model.params[f"{prefix}.{ours}"], theirs.detach().numpy(),
+                                       rtol=1e-6, atol=1e-6, err_msg=f"{prefix}.{ours}")
+    return check

@@ -40,23 +40,8 @@ OPTS = {
 }
 
 
-def _bn_torch(p, prefix, C, momentum, eps, nd):
-    bn = (torch.nn.BatchNorm1d if nd == 1 else torch.nn.BatchNorm2d)(C, eps=eps, momentum=momentum).double()
-    with torch.no_grad():
-        bn.weight.copy_(torch.tensor(p[f"{prefix}.gamma"]))
-        bn.bias.copy_(torch.tensor(p[f"{prefix}.beta"]))
-    return bn
-
-
-def _check_state(model, prefix, bn):
-    np.testing.assert_allclose(model.params[f"{prefix}.running_mean"], bn.running_mean.numpy(), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(model.params[f"{prefix}.running_var"], bn.running_var.numpy(), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(model.params[f"{prefix}.gamma"], bn.weight.detach().numpy(), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(model.params[f"{prefix}.beta"], bn.bias.detach().numpy(), rtol=1e-6, atol=1e-6)
-
-
 @pytest.mark.parametrize("opt", list(OPTS))
-def test_per_feature_twenty_steps_equal_pytorch(opt):
+def test_per_feature_twenty_steps_equal_pytorch(opt, bn_torch, check_bn_state):
     model = netc.compile(FEATURES.format(opt=opt, mom=0.2), dtype="float64", seed=3)
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((80, 5)) * 2 + 1, rng.integers(0, 3, 80)
@@ -66,7 +51,7 @@ def test_per_feature_twenty_steps_equal_pytorch(opt):
         for lin, pre in ((lin1, "h.dense"), (lin2, "p.dense")):
             lin.weight.copy_(torch.tensor(p[f"{pre}.W"]))
             lin.bias.copy_(torch.tensor(p[f"{pre}.b"]))
-    bn = _bn_torch(p, "h.batchnorm", 6, 0.2, 1e-5, 1)
+    bn = bn_torch(p, "h.batchnorm", 6, 0.2, 1e-5, 1)
     net = torch.nn.Sequential(lin1, bn, torch.nn.ReLU(), lin2)
     topt = OPTS[opt](list(net.parameters()))
     Xt, yt = torch.tensor(X), torch.tensor(y)
@@ -81,7 +66,7 @@ def test_per_feature_twenty_steps_equal_pytorch(opt):
     for pre, lin in (("h.dense", lin1), ("p.dense", lin2)):
         np.testing.assert_allclose(model.params[f"{pre}.W"], lin.weight.detach().numpy(), rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(model.params[f"{pre}.b"], lin.bias.detach().numpy(), rtol=1e-6, atol=1e-6)
-    _check_state(model, "h.batchnorm", bn)
+    check_bn_state(model, "h.batchnorm", bn)
     net.eval()
     with torch.no_grad():
         want = torch.softmax(net(Xt), dim=1).numpy()
@@ -91,13 +76,13 @@ def test_per_feature_twenty_steps_equal_pytorch(opt):
 
 
 @pytest.mark.parametrize("opt", list(OPTS))
-def test_per_channel_image_twenty_steps_equal_pytorch(opt):
+def test_per_channel_image_twenty_steps_equal_pytorch(opt, bn_torch, check_bn_state):
     model = netc.compile(IMAGE.format(opt=opt), dtype="float64", seed=5)
     rng = np.random.default_rng(1)
     X = rng.standard_normal((40, 24)) * 3 - 1
     t = rng.standard_normal(40)
     p = {k: v.copy() for k, v in model.params.items()}
-    bn = _bn_torch(p, "h.batchnorm", 2, 0.1, 1e-3, 2)
+    bn = bn_torch(p, "h.batchnorm", 2, 0.1, 1e-3, 2)
     V = torch.tensor(p["V"], requires_grad=True)
     topt = OPTS[opt](list(bn.parameters()) + [V])
     Xt, tt = torch.tensor(X).reshape(40, 2, 3, 4), torch.tensor(t)
@@ -111,7 +96,7 @@ def test_per_channel_image_twenty_steps_equal_pytorch(opt):
     model.fit(X, t, epochs=2, batch=4, shuffle=False)
     assert model.step == 20
     np.testing.assert_allclose(model.params["V"], V.detach().numpy(), rtol=1e-6, atol=1e-6)
-    _check_state(model, "h.batchnorm", bn)
+    check_bn_state(model, "h.batchnorm", bn)
     bn.eval()
     with torch.no_grad():
         want = fwd(Xt).numpy()
@@ -334,7 +319,7 @@ optimizer sgd(lr=0.01)
     assert err.value.origin["kind"] == "forward" and err.value.origin["op"] == "log", err.value.origin
 
 
-def test_sequence_input_is_per_channel_as_batchnorm1d():
+def test_sequence_input_is_per_channel_as_batchnorm1d(bn_torch, check_bn_state):
     """[C, L] per sample: statistics over the batch and L, as torch's BatchNorm1d on (N, C, L)."""
     model = netc.compile("""model seq
 input  s[3, 5]
@@ -348,7 +333,7 @@ optimizer sgd(lr=0.1)
     rng = np.random.default_rng(3)
     X, t = rng.standard_normal((12, 15)) * 2 + 0.5, rng.standard_normal((12, 1))
     p = {k: v.copy() for k, v in model.params.items()}
-    bn = _bn_torch(p, "o.batchnorm", 3, 0.1, 1e-5, 1)
+    bn = bn_torch(p, "o.batchnorm", 3, 0.1, 1e-5, 1)
     V = torch.tensor(p["V"], requires_grad=True)
     topt = torch.optim.SGD(list(bn.parameters()) + [V], lr=0.1)
     Xt, tt = torch.tensor(X).reshape(12, 3, 5), torch.tensor(t[:, 0])
@@ -358,4 +343,4 @@ optimizer sgd(lr=0.1)
         topt.step()
     model.fit(X, t, epochs=1, batch=4, shuffle=False)
     np.testing.assert_allclose(model.params["V"], V.detach().numpy(), rtol=1e-6, atol=1e-6)
-    _check_state(model, "o.batchnorm", bn)
+    check_bn_state(model, "o.batchnorm", bn)

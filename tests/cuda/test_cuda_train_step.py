@@ -2,7 +2,8 @@
 5 steps (same initial params, same batches of 8 samples) within 1e-5 — params, optimizer
 state, loss terms and outputs — on the CUDA simulator; evaluate and predict too. And the
 residency contract: held params stay on the device until sync(); unheld ones are written
-through."""
+through. digits_cnn.net (every image op, batchnorm and dropout) in its tiny form: 3 steps of 2
+samples."""
 import glob
 import os
 import re
@@ -12,7 +13,6 @@ import numpy as np
 import pytest
 
 import netc
-from netc.compiler.builtins import BUILTINS
 from netc.compiler.frontend import check, lower
 from netc.dsl import parse
 
@@ -39,18 +39,35 @@ optimizer adam(lr=0.01)
 """)
 EXAMPLES.append(CONV_SMALL)
 BATCH, STEPS, TOL = 8, 5, 1e-5
+# digits_cnn (16 and 32 channels of 8x8 on the simulator): the contract's tiny batch and 3 steps
+# keep it within a minute. Its optimizer is SGD with momentum here, not the file's Adam: its
+# conv2d bias feeds a batchnorm over the same channels, so its gradient is zero in exact
+# arithmetic and Adam's g / sqrt(v) turns the rounding noise into steps of +-lr -- the CPU in
+# float32 and in float64 already disagree on it by 0.0075 after 3 steps (and on that batchnorm's
+# running_mean, hence on evaluate and predict), while every other param agrees to 3e-7. Under
+# SGD every param, buffer, output and prediction is compared strictly; Adam on CUDA is compared
+# on conv_small and the other examples.
+TINY = {"digits_cnn.net": (2, 3)}
+ADAM = "optimizer adam(lr=0.003)"
+with open(os.path.join(ROOT, "examples", "digits_cnn.net")) as _f:
+    _src = _f.read()
+assert _src.count(ADAM) == 1
+DIGITS_CNN_SGD = os.path.join(os.path.dirname(CONV_SMALL), "digits_cnn.net")
+with open(DIGITS_CNN_SGD, "w") as _f:
+    _f.write(_src.replace(ADAM, "optimizer sgd(lr=0.05, momentum=0.9)"))
+EXAMPLES = [DIGITS_CNN_SGD if os.path.basename(p) == "digits_cnn.net" else p for p in EXAMPLES]
 
 
-def batches(model, rng):
+def batches(model, rng, batch=BATCH, steps=STEPS):
     ir = model.ir
     out = []
-    for _ in range(STEPS):
-        x = rng.standard_normal((BATCH,) + tuple(ir.input_shape)).astype(np.float32)
+    for _ in range(steps):
+        x = rng.standard_normal((batch,) + tuple(ir.input_shape)).astype(np.float32)
         t = ir.target
         if t.kind == "class":
-            y = rng.integers(0, t.classes, BATCH).astype(np.int64)
+            y = rng.integers(0, t.classes, batch).astype(np.int64)
         else:       # in [0, 1): a valid target for mse and binary cross-entropy alike
-            y = rng.random((BATCH,) + tuple(t.shape)).astype(np.float32)
+            y = rng.random((batch,) + tuple(t.shape)).astype(np.float32)
         out.append((x, y))
     return out
 
@@ -62,16 +79,14 @@ def close(got, want, what):
 @pytest.fixture(scope="module", params=EXAMPLES, ids=lambda p: os.path.basename(p))
 def pair(request):
     path = request.param
-    if os.path.basename(path) == "digits_cnn.net" and "batchnorm" not in BUILTINS:
-        pytest.skip("digits_cnn.net needs batchnorm and dropout (issue 10's other half)")
     cpu = netc.compile(path, dtype="float32", seed=0)
     with open(path) as f:
         gpu = lower(check(parse(f.read(), path)), device="cuda", dtype="float32")
-    return cpu, gpu
+    return (cpu, gpu) + TINY.get(os.path.basename(path), (BATCH, STEPS))
 
 
 def test_train_step_equals_cpu(pair):
-    cpu, gpu = pair
+    cpu, gpu, batch, steps = pair
     assert gpu.device == "cuda" and "@cuda.jit" in gpu.source
     names = [p.name for p in cpu.ir.params]
     p_cpu = [cpu.params[n].copy() for n in names]
@@ -84,7 +99,7 @@ def test_train_step_equals_cpu(pair):
     start = [a.copy() for a in p_gpu]
     k = len(cpu.loss_names)
     l_cpu, l_gpu = np.zeros(k), np.zeros(k)
-    for step, (x, y) in enumerate(batches(cpu, np.random.default_rng(1)), start=1):
+    for step, (x, y) in enumerate(batches(cpu, np.random.default_rng(1), batch, steps), start=1):
         o_cpu = cpu.artifact.train_step(x, y, lr, np.float32(step), p_cpu, s_cpu, l_cpu)
         o_gpu = gpu.train_step(x, y, lr, np.float32(step), p_gpu, s_gpu, l_gpu)
         close(l_gpu, l_cpu, f"loss terms at step {step}")
@@ -94,11 +109,11 @@ def test_train_step_equals_cpu(pair):
     gpu.sync()
     assert any(not np.array_equal(a, b) for a, b in zip(p_gpu, start)), "sync() changed nothing"
     for n, a, b in zip(names, p_gpu, p_cpu):
-        close(a, b, f"param {n} after {STEPS} steps")
+        close(a, b, f"param {n} after {steps} steps")
     for s, a, b in zip(cpu.artifact.states, s_gpu, s_cpu):
-        close(a, b, f"state {s.name} after {STEPS} steps")
+        close(a, b, f"state {s.name} after {steps} steps")
     # evaluate and predict read the device-resident params
-    x, y = batches(cpu, np.random.default_rng(2))[0]
+    x, y = batches(cpu, np.random.default_rng(2), batch, 1)[0]
     e_cpu, e_gpu = np.zeros(k), np.zeros(k)
     close(gpu.evaluate(x, y, p_gpu, e_gpu), cpu.artifact.evaluate(x, y, p_cpu, e_cpu), "evaluate output")
     close(e_gpu, e_cpu, "evaluate loss terms")
@@ -106,9 +121,9 @@ def test_train_step_equals_cpu(pair):
         close(gpu.predict(x, p_gpu), cpu.artifact.predict(x, p_cpu), "predict")
     gpu.release()
     # without hold(): write-through, the host arrays are updated by every step
-    x, y = batches(cpu, np.random.default_rng(3))[0]
-    cpu.artifact.train_step(x, y, lr, np.float32(STEPS + 1), p_cpu, s_cpu, l_cpu)
-    gpu.train_step(x, y, lr, np.float32(STEPS + 1), p_gpu, s_gpu, l_gpu)
+    x, y = batches(cpu, np.random.default_rng(3), batch, 1)[0]
+    cpu.artifact.train_step(x, y, lr, np.float32(steps + 1), p_cpu, s_cpu, l_cpu)
+    gpu.train_step(x, y, lr, np.float32(steps + 1), p_gpu, s_gpu, l_gpu)
     for n, a, b in zip(names, p_gpu, p_cpu):
         close(a, b, f"param {n} after a write-through step")
 
