@@ -34,10 +34,14 @@ class Artifact:
 
     def __post_init__(self):
         self._calls = {name: _caller(self, name) for name in self.entries}
+        self._called: set = set()           # entry points past their first call
 
     def _call(self, name: str, args: tuple):
         """First call of an entry point: Numba compiles it (or loads it from its cache) -- time
-        that -- then the fast caller replaces the method on this instance."""
+        that -- then the fast caller replaces the method on this instance. A method bound
+        before that (`step = art.train_step`) keeps coming here: it goes straight through."""
+        if name in self._called:
+            return self._calls[name](*args)
         t0 = time.perf_counter()
         try:
             r = self._calls[name](*args)
@@ -48,6 +52,7 @@ class Artifact:
             r = self._calls[name](*args)
         self.timings[f"jit {name} (first call)"] = time.perf_counter() - t0
         seal(self.module)                   # Numba's new cache files, recorded as they are
+        self._called.add(name)
         setattr(self, name, self._calls[name])
         return r
 
