@@ -76,9 +76,6 @@ def test_mutated_examples_check_or_get_a_diagnostic(source):
 
 
 def test_the_examples_themselves_check():
-    from netc.compiler.builtins import BUILTINS
     assert len(SOURCES) > 20
     for source in SOURCES:
-        if "batchnorm(" in source and "batchnorm" not in BUILTINS:
-            continue            # digits_cnn.net: batchnorm and dropout are issue 10's other half
         check(source)

@@ -41,11 +41,8 @@ def graphs_of(source, disabled=(), file="<string>"):
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=os.path.basename)
 def test_every_pass_leaves_a_verified_graph_on_the_examples(path):
-    from netc.compiler.builtins import BUILTINS
     with open(path) as f:
         src = f.read()
-    if "batchnorm(" in src and "batchnorm" not in BUILTINS:
-        pytest.skip("digits_cnn.net needs batchnorm and dropout (issue 10's other half)")
     _, G, graphs, report = graphs_of(src, file=path)     # verify_each: the verifier ran after every pass
     assert set(report) == set(P.PASS_NAMES)
     for E in graphs.values():

@@ -14,16 +14,11 @@ SCRIPT = textwrap.dedent("""
     from numba import cuda
     from netc.compiler.backend.cuda import kernels as K
     from netc.compiler.cache import load_module
-    from netc.compiler.builtins import BUILTINS
     from netc.compiler.frontend import check, kernels_source
     from netc.dsl import parse
     assert not K.SIM, "the PTX check must not run on the simulator"
     todo, seen = [], set()
-    # digits_cnn.net needs batchnorm and dropout (issue 10's other half): checked once they exist
-    pending = set() if "batchnorm" in BUILTINS else {"digits_cnn.net"}
     for path in sorted(glob.glob(os.path.join(sys.argv[1], "examples", "*.net"))):
-        if os.path.basename(path) in pending:
-            continue
         module = load_module(kernels_source(check(parse(open(path).read(), path)), "cuda", "float32"))
         for name, sig in module.KERNELS:
             fn = getattr(module, name).py_func
