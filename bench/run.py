@@ -93,9 +93,10 @@ def _netc_model(peers, which, sizes):
     return m
 
 
-def work_netc(peers, which, sizes, batch, steps, X, y):
+def time_raw_steps(m, X, y, batch, steps, timeit):
+    """(seconds, extra) of `steps` calls of the compiled train step over pre-sliced batches
+    (what the peers time)."""
     import numpy as np
-    m = _netc_model(peers, which, sizes)
     nb = len(X) // batch
     xs = [np.ascontiguousarray(X[j * batch:(j + 1) * batch]) for j in range(nb)]
     ts = [np.ascontiguousarray(y[j * batch:(j + 1) * batch], np.int64) for j in range(nb)]
@@ -108,18 +109,25 @@ def work_netc(peers, which, sizes, batch, steps, X, y):
     def step(i):
         j = i % nb
         train_step(xs[j], ts[j], lr, step_no[i % len(step_no)], params, states, losses)
-    return peers.timeit(step, steps), {"loss": float(losses[0]), "threads": m.artifact.threads}
+    return timeit(step, steps), {"loss": float(losses[0]), "threads": m.artifact.threads}
 
 
-def work_netc_fit(peers, which, sizes, batch, steps, X, y):
-    m = _netc_model(peers, which, sizes)
+def time_fit(m, X, y, batch, steps):
+    """Seconds `Model.fit` takes for `steps` steps (whole epochs, scaled), after a warm epoch."""
     nb = len(X) // batch
     epochs = max(1, steps // nb)
     m.fit(X, y, epochs=1, batch=batch, shuffle=False)             # warm: compile, buffers
     t = time.perf_counter()
     m.fit(X, y, epochs=epochs, batch=batch, shuffle=False)
-    t = time.perf_counter() - t
-    return t * steps / (epochs * nb), {}
+    return (time.perf_counter() - t) * steps / (epochs * nb)
+
+
+def work_netc(peers, which, sizes, batch, steps, X, y):
+    return time_raw_steps(_netc_model(peers, which, sizes), X, y, batch, steps, peers.timeit)
+
+
+def work_netc_fit(peers, which, sizes, batch, steps, X, y):
+    return time_fit(_netc_model(peers, which, sizes), X, y, batch, steps), {}
 
 
 def work_numpy(peers, which, sizes, batch, steps, X, y):
@@ -193,7 +201,6 @@ def _netc_cnn(cp, which):
 
 def cnn_worker(peer: str, which: str, steps: int):
     """(seconds, extra) of one CNN measurement."""
-    import numpy as np
     cp = _cnn_peers()
     cfg = cp.CNN[which]
     X, y = cp.data(cfg)
@@ -210,25 +217,8 @@ def cnn_worker(peer: str, which: str, steps: int):
         return cp.bench_jax(cfg, steps, X, y), {}
     m = _netc_cnn(cp, which)
     if peer == "netc-fit":
-        nb = len(X) // batch
-        epochs = max(1, steps // nb)
-        m.fit(X, y, epochs=1, batch=batch, shuffle=False)             # warm: compile, buffers
-        t = time.perf_counter()
-        m.fit(X, y, epochs=epochs, batch=batch, shuffle=False)
-        return (time.perf_counter() - t) * steps / (epochs * nb), {}
-    nb = len(X) // batch
-    xs = [np.ascontiguousarray(X[j * batch:(j + 1) * batch]) for j in range(nb)]
-    ts = [np.ascontiguousarray(y[j * batch:(j + 1) * batch], np.int64) for j in range(nb)]
-    params, states = m.param_arrays(), m.state_arrays()
-    losses = np.zeros(len(m.loss_names))
-    lr = np.float32(0.01)
-    step_no = [np.float32(i + 1) for i in range(steps + 64)]
-    train_step = m.artifact.train_step
-
-    def step(i):
-        j = i % nb
-        train_step(xs[j], ts[j], lr, step_no[i % len(step_no)], params, states, losses)
-    return cp.timeit(step, steps), {"loss": float(losses[0]), "threads": m.artifact.threads}
+        return time_fit(m, X, y, batch, steps), {}
+    return time_raw_steps(m, X, y, batch, steps, cp.timeit)
 
 
 WORKERS = {"netc": work_netc, "netc-fit": work_netc_fit, "numpy": work_numpy, "torch": work_torch,
