@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -27,6 +28,29 @@ def spawn():
         return subprocess.Popen([sys.executable, "-m", "netc.cli", *map(str, argv)], cwd=cwd, env=e,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
     return start
+
+
+@pytest.fixture(scope="session")
+def train_until(spawn):
+    """train_until(f, out, epochs, sig, *extra, **popen_kw): start `netc train F --out OUT
+    --quiet EXTRA`, send it `sig` once `epochs` epochs are in its metrics.jsonl (or it ended,
+    or 120 s passed); (exit status, stderr)."""
+    def run(f, out, epochs, sig, *extra, **kw):
+        p = spawn("train", f, "--out", out, "--quiet", *extra, **kw)
+        metrics = os.path.join(out, "metrics.jsonl")
+        deadline = time.time() + 120
+        while time.time() < deadline and p.poll() is None:
+            try:
+                with open(metrics) as fh:
+                    if sum(1 for _ in fh) >= epochs:
+                        break
+            except FileNotFoundError:
+                pass
+            time.sleep(0.002)
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=60)
+        return p.returncode, err
+    return run
 
 
 @pytest.fixture(scope="session")

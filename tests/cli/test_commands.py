@@ -5,7 +5,6 @@ and a real CSV file with string class names."""
 import json
 import os
 import signal
-import time
 
 import numpy as np
 import pytest
@@ -201,30 +200,16 @@ def resumable(tmp_path_factory):
     return d, f
 
 
-def _kill_after(spawn, f, out, epochs_done, sig):
+def _kill_after(train_until, f, out, epochs_done, sig):
     # Ctrl-C's default action (a background job of a shell may inherit SIGINT ignored)
-    p = spawn("train", f, "--out", out, "--quiet",
-             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    metrics = os.path.join(out, "metrics.jsonl")
-    deadline = time.time() + 120
-    while time.time() < deadline and p.poll() is None:
-        try:
-            with open(metrics) as fh:
-                if sum(1 for _ in fh) >= epochs_done:
-                    break
-        except FileNotFoundError:
-            pass
-        time.sleep(0.002)
-    p.send_signal(sig)
-    _, err = p.communicate(timeout=60)
-    return p.returncode, err
+    return train_until(f, out, epochs_done, sig, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_resume_after_a_kill_or_a_stop_is_bitwise_identical(resumable, sig, spawn):
+def test_resume_after_a_kill_or_a_stop_is_bitwise_identical(resumable, sig, spawn, train_until):
     d, f = resumable
     out = str(d / f"cut-{int(sig)}")
-    code, err = _kill_after(spawn, f, out, 4, sig)
+    code, err = _kill_after(train_until, f, out, 4, sig)
     assert code == (-9 if sig == signal.SIGKILL else 130), err
     if sig == signal.SIGINT:
         assert "interrupted; the last checkpoint is" in err and "--resume" in err and "Traceback" not in err

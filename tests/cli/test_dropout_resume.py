@@ -6,7 +6,6 @@ its run: params, buffers, optimizer state and metrics.jsonl equal the uninterrup
 import json
 import os
 import signal
-import time
 
 import numpy as np
 import pytest
@@ -48,23 +47,11 @@ def _same_weights(a, b):
         assert wa[k].tobytes() == wb[k].tobytes(), k
 
 
-def _cut_and_resume(spawn, f, out, cut_after, epochs, extra=()):
+def _cut_and_resume(spawn, train_until, f, out, cut_after, epochs, extra=()):
     """Train F into OUT, SIGKILL it once CUT_AFTER epochs are recorded, resume it to its end;
     returns how many epochs the cut run had recorded."""
-    p = spawn("train", f, "--out", out, "--quiet", *extra)
-    metrics = os.path.join(out, "metrics.jsonl")
-    deadline = time.time() + 120
-    while time.time() < deadline and p.poll() is None:
-        try:
-            with open(metrics) as fh:
-                if sum(1 for _ in fh) >= cut_after:
-                    break
-        except FileNotFoundError:
-            pass
-        time.sleep(0.002)
-    p.send_signal(signal.SIGKILL)
-    p.communicate(timeout=60)
-    assert p.returncode == -9
+    code, _ = train_until(f, out, cut_after, signal.SIGKILL, *extra)
+    assert code == -9
     done = len(_records(out))
     assert cut_after <= done < epochs, done          # really cut in the middle
     p = spawn("train", f, "--resume", out)
@@ -83,10 +70,10 @@ def full_run(tmp_path_factory):
     return d, f
 
 
-def test_resume_after_sigkill_with_dropout_is_bitwise_identical(full_run, spawn):
+def test_resume_after_sigkill_with_dropout_is_bitwise_identical(full_run, spawn, train_until):
     d, f = full_run
     out = str(d / "cut")
-    _cut_and_resume(spawn, f, out, 4, 25)
+    _cut_and_resume(spawn, train_until, f, out, 4, 25)
     full = _weights(d / "full" / "last")
     assert "h1.batchnorm.running_var" in " ".join(full) and any(k.endswith("dropout.seed") for k in full)
     _same_weights(d / "full" / "last", os.path.join(out, "last"))
@@ -97,13 +84,13 @@ def test_resume_after_sigkill_with_dropout_is_bitwise_identical(full_run, spawn)
 CNN_EPOCHS = 4          # ~0.2 s an epoch: cut after the first, well before the end
 
 
-def test_resume_after_sigkill_of_digits_cnn_is_bitwise_identical(tmp_path, spawn, example):
+def test_resume_after_sigkill_of_digits_cnn_is_bitwise_identical(tmp_path, spawn, train_until, example):
     f = example("digits_cnn")
     full = str(tmp_path / "full")
     assert main(["train", f, "--epochs", str(CNN_EPOCHS), "--out", full, "--quiet"]) == 0
     assert len(_records(full)) == CNN_EPOCHS
     out = str(tmp_path / "cut")
-    _cut_and_resume(spawn, f, out, 1, CNN_EPOCHS, extra=("--epochs", str(CNN_EPOCHS)))
+    _cut_and_resume(spawn, train_until, f, out, 1, CNN_EPOCHS, extra=("--epochs", str(CNN_EPOCHS)))
     w = _weights(os.path.join(full, "last"))
     for key in ("param/b.batchnorm.running_mean", "param/b.batchnorm.running_var", "param/h.dropout.seed",
                 "state/b.conv2d.W.exp_avg", "state/K.exp_avg_sq", "best/b.batchnorm.running_var"):
