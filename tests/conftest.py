@@ -1,4 +1,9 @@
 """Fixtures shared across the suite."""
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -60,3 +65,54 @@ def check_bn_state():
             np.testing.assert_allclose(model.params[f"{prefix}.{ours}"], theirs.detach().numpy(),
                                        rtol=1e-6, atol=1e-6, err_msg=f"{prefix}.{ours}")
     return check
+
+
+NRT_SCRIPT = textwrap.dedent("""
+    import os, sys
+    os.environ["NUMBA_NRT_STATS"] = "1"
+    import numpy as np, numba
+    from numba.core.runtime import rtsys
+    import netc
+    m = netc.compile(os.environ["NRT_MODEL"], disabled_passes=sys.argv[1:])
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((16,) + tuple(m.ir.input_shape)).astype(np.float32)
+    t = m.ir.target
+    y = rng.integers(0, t.classes, 16) if t.kind == "class" else \\
+        rng.standard_normal((16,) + tuple(t.shape)).astype(np.float32)
+    params, states = m.param_arrays(), m.state_arrays()
+    losses = np.zeros(len(m.loss_names))
+    step = m.artifact.train_step
+    for i in range(3):
+        step(X, y, np.float32(0.1), np.float32(i + 1), params, states, losses)
+    # what unboxing the same arguments costs: a function that does nothing with them
+    fn = m.artifact.module.train_step
+    nargs = fn.nopython_signatures[0].args
+    noop = numba.njit(lambda *a: None)
+    args = [X, y, np.float32(0.1), np.float32(4)] + params + states + [losses]
+    E = m.artifact.entries["train_step"]
+    out = np.empty((16,) + tuple(E.shape(E.outputs["output"])[1:]), np.float32)
+    if len(nargs) > len(args):                      # out, arena
+        args += [out, np.empty(10, np.float32)][:len(nargs) - len(args)]
+    noop(*args)
+    def allocs(f, a, n=20):
+        s0 = rtsys.get_allocation_stats()
+        for i in range(n):
+            f(*a)
+        s1 = rtsys.get_allocation_stats()
+        return (s1.alloc - s0.alloc) / n, (s1.mi_alloc - s0.mi_alloc) / n
+    full = [X, y, np.float32(0.1), np.float32(5), params, states, losses]
+    print((allocs(step, full), allocs(noop, args)))
+""")
+
+
+@pytest.fixture(scope="session")
+def nrt_allocations():
+    """nrt_allocations(model_source, disabled=()) -> ((allocations, MemInfos) per steady-state
+    train step, the same for a do-nothing function of the same arguments), measured with
+    Numba's NRT statistics in a fresh process (the model needs an `output`)."""
+    def measure(model, disabled=()):
+        r = subprocess.run([sys.executable, "-c", NRT_SCRIPT, *disabled], capture_output=True, text=True,
+                           timeout=600, env=dict(os.environ, NUMBA_NRT_STATS="1", NRT_MODEL=model))
+        assert r.returncode == 0, r.stderr
+        return eval(r.stdout.strip().splitlines()[-1])
+    return measure

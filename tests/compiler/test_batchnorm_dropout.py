@@ -225,13 +225,7 @@ def test_switching_off_dce_or_fuse_changes_nothing(off):
     np.testing.assert_allclose(got[1], got[0], rtol=1e-12, atol=1e-12)
 
 
-NRT_SCRIPT = """
-import os, sys
-os.environ["NUMBA_NRT_STATS"] = "1"
-import numpy as np, numba
-from numba.core.runtime import rtsys
-import netc
-src = '''model m
+NRT_MODEL = """model m
 input img[2, 3, 3]
 target y[1]
 param V[2, 3, 3] = normal(0, 0.5)
@@ -240,44 +234,14 @@ o = sum(h * V)
 output o
 loss mean(square(o - y))
 optimizer adam(lr=0.01)
-'''
-m = netc.compile(src, disabled_passes=sys.argv[1:])
-rng = np.random.default_rng(0)
-X = rng.standard_normal((16, 2, 3, 3)).astype(np.float32); y = rng.standard_normal((16, 1)).astype(np.float32)
-params = m.param_arrays(); states = m.state_arrays()
-losses = np.zeros(1)
-step = m.artifact.train_step
-for i in range(3):
-    step(X, y, np.float32(0.1), np.float32(i + 1), params, states, losses)
-fn = m.artifact.module.train_step
-nargs = fn.nopython_signatures[0].args
-noop = numba.njit(lambda *a: None)
-args = [X, y, np.float32(0.1), np.float32(4)] + params + states + [losses]
-args += [np.empty((16, 1), np.float32), np.empty(10, np.float32)][:len(nargs) - len(args)]
-noop(*args)
-def allocs(f, a, n=20):
-    s0 = rtsys.get_allocation_stats()
-    for i in range(n):
-        f(*a)
-    s1 = rtsys.get_allocation_stats()
-    return (s1.alloc - s0.alloc) / n, (s1.mi_alloc - s0.mi_alloc) / n
-print((allocs(step, [X, y, np.float32(0.1), np.float32(5), params, states, losses]), allocs(noop, args)))
 """
 
 
-def test_steady_state_step_with_batchnorm_and_dropout_allocates_nothing():
+def test_steady_state_step_with_batchnorm_and_dropout_allocates_nothing(nrt_allocations):
     """As tests/compiler/test_codegen.py's NRT test, on an image model with both."""
-    import os
-    import subprocess
-    import sys
-    def run(*disabled):
-        r = subprocess.run([sys.executable, "-c", NRT_SCRIPT, *disabled], capture_output=True, text=True,
-                           timeout=600, env=dict(os.environ, NUMBA_NRT_STATS="1"))
-        assert r.returncode == 0, r.stderr
-        return eval(r.stdout.strip().splitlines()[-1])
-    step, noop = run()
+    step, noop = nrt_allocations(NRT_MODEL)
     assert step == noop, (step, noop)
-    step_off, noop_off = run("memplan")                  # the check can fail
+    step_off, noop_off = nrt_allocations(NRT_MODEL, ["memplan"])       # the check can fail
     assert step_off[0] > noop_off[0] + 5, (step_off, noop_off)
 
 

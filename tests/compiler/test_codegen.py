@@ -2,9 +2,6 @@
 switching any pass off changes no result beyond float rounding (on the examples), batch sizes
 may vary between calls, and outputs are fresh arrays."""
 import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -13,40 +10,6 @@ import netc
 from netc.compiler.passes import PASS_NAMES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-NRT_SCRIPT = textwrap.dedent("""
-    import os, sys
-    os.environ["NUMBA_NRT_STATS"] = "1"
-    import numpy as np, numba
-    from numba.core.runtime import rtsys
-    import netc
-    src = os.environ["NRT_MODEL"]
-    m = netc.compile(src, disabled_passes=sys.argv[1:])
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((16,) + tuple(m.ir.input_shape)).astype(np.float32); y = rng.integers(0, 3, 16)
-    params = list(m.params.values()); states = [m.state[s.name] for s in m.artifact.states]
-    losses = np.zeros(2)
-    step = m.artifact.train_step
-    for i in range(3):
-        step(X, y, np.float32(0.1), np.float32(i + 1), params, states, losses)
-    # what unboxing the same arguments costs: a function that does nothing with them
-    fn = m.artifact.module.train_step
-    nargs = fn.nopython_signatures[0].args
-    noop = numba.njit(lambda *a: None)
-    args = [X, y, np.float32(0.1), np.float32(4)] + params + states + [losses]
-    if len(nargs) > len(args):                      # out, arena
-        args += [np.empty((16, 3), np.float32), np.empty(10, np.float32)][:len(nargs) - len(args)]
-    noop(*args)
-    def allocs(f, a, n=20):
-        s0 = rtsys.get_allocation_stats()
-        for i in range(n):
-            f(*a)
-        s1 = rtsys.get_allocation_stats()
-        return (s1.alloc - s0.alloc) / n, (s1.mi_alloc - s0.mi_alloc) / n
-    full = [X, y, np.float32(0.1), np.float32(5), params, states, losses]
-    print((allocs(step, full), allocs(noop, args)))
-""")
-
 
 MLP = '''model m
 input x[6]
@@ -75,29 +38,21 @@ optimizer adam(lr=0.01)
 '''
 
 
-def nrt_allocations(disabled=(), model=MLP):
-    r = subprocess.run([sys.executable, "-c", NRT_SCRIPT, *disabled], capture_output=True, text=True,
-                       timeout=600, env=dict(os.environ, NUMBA_NRT_STATS="1", NRT_MODEL=model))
-    assert r.returncode == 0, r.stderr
-    step, noop = eval(r.stdout.strip().splitlines()[-1])
-    return step, noop
-
-
-def test_steady_state_train_step_allocates_nothing():
+def test_steady_state_train_step_allocates_nothing(nrt_allocations):
     """Per call, the compiled step allocates exactly what unboxing its arguments costs (one
     MemInfo per array argument, the same as a do-nothing function): its body allocates nothing.
     Without the memory plan it does allocate, so the check can fail."""
-    step, noop = nrt_allocations()
+    step, noop = nrt_allocations(MLP)
     assert step == noop, (step, noop)
-    step_off, noop_off = nrt_allocations(["memplan"])
+    step_off, noop_off = nrt_allocations(MLP, ["memplan"])
     assert step_off[0] > noop_off[0] + 5, (step_off, noop_off)
 
 
-def test_steady_state_train_step_of_a_conv_model_allocates_nothing():
+def test_steady_state_train_step_of_a_conv_model_allocates_nothing(nrt_allocations):
     """The same for convolutions (their im2col work arrays are arena slots) and pooling."""
-    step, noop = nrt_allocations(model=CONV)
+    step, noop = nrt_allocations(CONV)
     assert step == noop, (step, noop)
-    step_off, noop_off = nrt_allocations(["memplan"], model=CONV)
+    step_off, noop_off = nrt_allocations(CONV, ["memplan"])
     assert step_off[0] > noop_off[0] + 5, (step_off, noop_off)
 
 
