@@ -2,7 +2,7 @@
 node built by the ops' vjp rules, so forward, backward and update compile together."""
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import networkx as nx
 
@@ -14,9 +14,10 @@ class MissingGradient(Exception):
     """An op on the path from a param to the loss has no vjp rule."""
 
 
-def grad(G: Graph, loss: int, wrt: List[int]) -> Dict[int, int]:
+def grad(G: Graph, loss: int, wrt: List[int], adjoints: Optional[Dict[int, int]] = None) -> Dict[int, int]:
     """Add the nodes of d(loss)/d(w) for each w in `wrt` (loss must be a scalar); returns w -> node.
-    Adjoints of values used more than once are summed. A w the loss does not depend on gets 0."""
+    Adjoints of values used more than once are summed. A w the loss does not depend on gets 0.
+    `adjoints`, when given, receives the adjoint of every node on the way (the math view)."""
     assert G.shape(loss) == (), "the loss must be a scalar"
     # only nodes between a w and the loss carry adjoints
     downstream = set(wrt)
@@ -45,4 +46,6 @@ def grad(G: Graph, loss: int, wrt: List[int]) -> Dict[int, int]:
         for i, gi in zip(ins, spec.vjp(G, n, g)):
             if gi is not None and i in on_path:
                 contributions.setdefault(i, []).append(gi)
+    if adjoints is not None:
+        adjoints.update(adjoint)
     return {w: adjoint[w] if w in adjoint else G.add("mul", [w, G.const(0.0)]) for w in wrt}

@@ -62,12 +62,70 @@ def stabilize(G: Graph) -> int:
     return fired
 
 
+# ------------------------------------------------------------------ softmax + cross-entropy
+def _row_scale(G: Graph, g: int):
+    """g = c ⊙ onehot(y), c expanded along the class axis (either operand order): (c's
+    expand node, the onehot node), else None. Each row of onehot(y) sums to 1, so a row sum of
+    g is c itself."""
+    if G.op(g) != "mul":
+        return None
+    a, b = G.inputs(g)
+    for e, o in ((a, b), (b, a)):
+        if (G.op(o) == "onehot" and G.op(e) == "expand" and G.shape(e) == G.shape(g) == G.shape(o)
+                and tuple(G.attrs(e)["axes"]) == (len(G.shape(g)) - 1,)):
+            return e, o
+    return None
+
+
+def softmax_cross_entropy(G: Graph) -> int:
+    """The gradient of cross_entropy(softmax(z), y) as the lecture derives it: log_softmax's
+    vjp `g − exp(log_softmax(z)) ⊙ rowsum(g)` with g = c ⊙ onehot(y) (c per row: −1/B for a
+    mean) is `(softmax(z) − onehot(y)) ⊙ (−c)`, since each row of onehot(y) sums to 1. The
+    softmax is the model's own node when it has one (y_hat), so the kernel reads the
+    probabilities it already computed instead of exponentiating the log-softmax again."""
+    fired = 0
+    for n in G.topo():
+        if n not in G.g or G.op(n) != "sub":
+            continue
+        g, m = G.inputs(n)
+        if G.op(m) != "mul":
+            continue
+        ex, rs = G.inputs(m)
+        if G.op(ex) != "exp" or G.op(rs) != "reshape":
+            ex, rs = rs, ex
+        if G.op(ex) != "exp" or G.op(rs) != "reshape" or G.op(G.inputs(ex)[0]) != "log_softmax":
+            continue
+        (s,) = G.inputs(rs)
+        if G.op(s) != "reduce_sum" or G.inputs(s)[0] != g:
+            continue
+        hit = _row_scale(G, g)
+        (L,) = G.inputs(ex)
+        if hit is None or G.shape(L) != G.shape(n):
+            continue
+        e, onehot = hit
+        (z,) = G.inputs(L)
+        p = next((u for u in G.users(z) if G.op(u) == "softmax" and G.inputs(u) == [z]), None)
+        if p is None:
+            p = G.add("softmax", [z], span=G.node(L)["span"])
+        c, like = G.inputs(e)
+        scale = G.add("expand", [G.add("neg", [c]), like], dict(G.attrs(e)))
+        new = G.add("mul", [G.add("sub", [p, onehot]), scale])
+        G.replace_uses(n, new)
+        G.g.remove_node(n)
+        for old in (m, ex, rs, s, g):       # the old adjoint's nodes, when nothing else reads them
+            if old in G.g and not G.users(old) and old not in G.outputs.values():
+                G.g.remove_node(old)
+        fired += 1
+    return fired
+
+
 # ------------------------------------------------------------------ simplify
 def simplify(G: Graph) -> int:
-    """x*1, 1*x, x+0, 0+x, x-0, x/1, -(-x) -> x, when the shape does not change; and the
+    """The cross-entropy gradient of a softmax as p - onehot(y) (`softmax_cross_entropy`);
+    x*1, 1*x, x+0, 0+x, x-0, x/1, -(-x) -> x, when the shape does not change; and the
     gradient mask of relu(a) = max(a, 0) reads relu's output: greater(a, 0) ->
     greater(max(a, 0), 0) (equal values), so `a` is needed only by relu and fuses into it."""
-    fired = 0
+    fired = softmax_cross_entropy(G)
     for n in G.topo():
         if G.op(n) == "greater" and _is_const(G, G.inputs(n)[1], 0.0):
             a = G.inputs(n)[0]
@@ -159,7 +217,7 @@ def dce(G: Graph, rules: Rules = None) -> int:
 # The pipeline, in order: (name, phase, pass). One line each.
 PASSES: List[Tuple[str, str, Pass]] = [
     ("stabilize", "forward", stabilize),            # log-softmax, softplus, log-sum-exp forms
-    ("simplify", "train", simplify),                # algebraic identities, relu mask from relu
+    ("simplify", "train", simplify),                # identities, p - onehot(y), relu mask from relu
     ("fold_constants", "train", fold_constants),    # scalar constant expressions -> constants
     ("cse", "train", cse),                          # one node per distinct computation
     ("dce", "entry", dce),                          # each entry point keeps what its outputs need

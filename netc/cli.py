@@ -17,6 +17,7 @@ import numpy as np
 import netc
 from netc.compiler import cache, export_onnx, frontend, show
 from netc.compiler.files import atomic_open
+from netc.compiler.mathview import math_text
 from netc.compiler.graphviz import render as render_dot, to_dot
 from netc.compiler.passes import PASS_NAMES
 from netc.compiler.summary import summarize
@@ -71,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     s.add_argument("--no-pass", action="append", default=[], metavar="NAME")
     s.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="the backend whose kernels to show")
+    s.add_argument("--math", action="store_true", help="with --stage grad: the gradient as equations in the "
+                   "file's names and the lecture's notation (read from the graph after its passes)")
 
     gr = sub.add_parser("graph", help="draw the train graph of FILE.net (forward, backward, update; fused loops)")
     gr.add_argument("file", metavar="FILE.net")
@@ -348,6 +351,11 @@ def cmd_show(args) -> int:
     _check_passes(args.no_pass)
     source, file = read_source(args.file)
     # the CUDA kernels' source needs numba-cuda's code generator only, no GPU
+    if args.math:
+        if args.stage != "grad":
+            raise NetcError.single("netc show: --math goes with --stage grad")
+        print(math_text(parse(source, file), args.no_pass))
+        return 0
     print(show.stage(parse(source, file), args.stage, args.dtype, args.no_pass, device=args.device))
     return 0
 
