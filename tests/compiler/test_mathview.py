@@ -1,0 +1,89 @@
+"""`netc show --stage grad --math`: the gradient as the lecture writes it, read from the graph;
+the softmax cross-entropy gradient is p − onehot(y) in the graph and in the generated kernel."""
+import os
+import re
+
+import numpy as np
+import pytest
+
+from netc.cli import main
+from netc.compiler.backend import cpu
+from netc.compiler.frontend import check, kernels_source
+from netc.compiler.mathview import equations
+from netc.dsl import parse
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _example(name):
+    path = os.path.join(ROOT, "examples", f"{name}.net")
+    with open(path) as f:
+        return parse(f.read(), path)
+
+
+def test_xor_math_shows_the_lectures_backprop(capsys):
+    assert main(["show", os.path.join(ROOT, "examples", "xor.net"), "--stage", "grad", "--math"]) == 0
+    out = capsys.readouterr().out
+    eq = dict(re.findall(r"^\s+(\S.*?)\s+= (.*)$", out, flags=re.M))
+    assert eq["∇_{y_pre} L"] == "(y_hat − onehot(y)) / B"
+    assert eq["∇_{h_pre} L"] == "∇_{h} L ⊙ h ⊙ (1 − h)"
+    assert eq["∇_{W_o} L"] == "∇_{y_pre} L · hᵀ"
+    assert eq["∇_{h} L"] == "W_oᵀ · ∇_{y_pre} L"
+    assert eq["∇_{W_h} L"] == "∇_{h_pre} L · xᵀ"
+    assert eq["∇_{b_o} L"] == "Σ_batch ∇_{y_pre} L"
+    assert eq["h_pre"] == "W_h · x + b_h"
+    # backward order: from the loss to the first layer
+    keys = [k for k in eq if k.startswith("∇")]
+    assert keys.index("∇_{y_pre} L") < keys.index("∇_{h} L") < keys.index("∇_{h_pre} L") < keys.index("∇_{W_h} L")
+
+
+def test_math_reads_the_graph_not_a_template():
+    # without simplify the graph keeps exp(log_softmax) and a row sum, and the view says so
+    _, _, plain = equations(_example("xor"))
+    _, _, raw = equations(_example("xor"), disabled=("simplify",))
+    assert "y_hat − onehot(y)" in dict(plain)["∇_{y_pre} L"]
+    assert "y_hat" not in dict(raw)["∇_{y_pre} L"] and "exp(" in dict(raw)["∇_{y_pre} L"] and "Σ_k" in dict(raw)["∇_{y_pre} L"]
+
+
+def test_math_of_the_other_lecture_programs():
+    _, _, eqs = equations(_example("spiral"))          # relu mlp: the mask is an indicator
+    text = "\n".join(f"{a} = {b}" for a, b in eqs)
+    assert "(p − onehot(y)) / B" in text
+    assert "∇_{h2} L ⊙ [h2 > 0]" in text and "∇_{h1} L ⊙ [h1 > 0]" in text
+    _, fwd, eqs = equations(_example("digits"))         # several losses: the aux head's 0.3, l2
+    d = dict(eqs)
+    assert "L_main" in dict(fwd) and dict(fwd)["L"] == "L_main + L_aux + L_decay"
+    assert any("(0.3 / B)" in b and "aux − onehot(y)" in "".join(x for _, x in eqs) for b in d.values())
+    assert "aux.dense.Wᵀ" in d["∇_{h1} L"] and "h2.block.dense.Wᵀ" in d["∇_{h1} L"]
+    _, _, eqs = equations(_example("digits_cnn"))      # ops without a lecture name: calls
+    assert any("conv2d_dw(" in b for _, b in eqs)
+
+
+def test_softmax_cross_entropy_gradient_is_p_minus_onehot_in_graph_and_kernel():
+    checked = check(_example("xor"))
+    graphs, _ = cpu.entry_graphs(checked)
+    E = graphs["train_step"]
+    ops = [E.op(n) for n in E.g.nodes]
+    assert "exp" not in ops                           # no exp of the log-softmax
+    subs = [n for n in E.g.nodes if E.op(n) == "sub" and [E.op(i) for i in E.inputs(n)] == ["softmax", "onehot"]]
+    assert len(subs) == 1
+    assert E.node(E.inputs(subs[0])[0]).get("span").line == 12       # the model's own y_hat
+    src = kernels_source(checked, "cpu", "float32")
+    step = src[src.index("def train_step"):src.index("def evaluate")]
+    assert not re.search(r"# exp\b(?!and)", step.replace("# expand", "")) and "exp, mul, sub" not in step
+    # the kernel of the rows: log_softmax's own max-shifted exp stays; no elementwise exp loop
+    assert not re.search(r"np\.exp\(m\d+\[", step)
+
+
+def test_the_new_gradient_equals_the_old_one_in_float64():
+    import netc
+    src = open(os.path.join(ROOT, "examples", "xor.net")).read()
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(16, 2))
+    y = rng.integers(0, 2, 16)
+    a = netc.compile(src, dtype="float64", seed=1)
+    b = netc.compile(src, dtype="float64", seed=1, disabled_passes=("simplify",))
+    a.fit(X, y, epochs=3, batch=8, shuffle=False, standardize=False)
+    b.fit(X, y, epochs=3, batch=8, shuffle=False, standardize=False)
+    for k in a.params:
+        np.testing.assert_allclose(a.params[k], b.params[k], rtol=1e-9, atol=1e-12)
