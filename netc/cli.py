@@ -18,7 +18,7 @@ import netc
 from netc.compiler import cache, export_onnx, frontend, show
 from netc.compiler.files import atomic_open
 from netc.compiler.mathview import math_text
-from netc.compiler.graphviz import render as render_dot, to_dot
+from netc.compiler.graphviz import render as render_dot, title_of, to_dot
 from netc.compiler.passes import PASS_NAMES
 from netc.compiler.summary import summarize
 from netc.compiler.threads import configure, describe
@@ -75,11 +75,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--math", action="store_true", help="with --stage grad: the gradient as equations in the "
                    "file's names and the lecture's notation (read from the graph after its passes)")
 
-    gr = sub.add_parser("graph", help="draw the train graph of FILE.net (forward, backward, update; fused loops)")
+    gr = sub.add_parser("graph", help="draw the graph of FILE.net: the forward pass and loss, or with --train "
+                        "the whole train step (forward, backward, update); the file's names and lines; fused loops")
     gr.add_argument("file", metavar="FILE.net")
     gr.add_argument("-o", "--output", metavar="OUT.svg|png|dot", required=True,
-                    help="svg and png need Graphviz's `dot` program; .dot is written directly")
-    gr.add_argument("--entry", choices=["train_step", "evaluate", "predict"], default="train_step")
+                    help=".dot is written directly; svg and png through Graphviz's `dot`, else drawn with matplotlib")
+    gr.add_argument("--train", action="store_true", help="the whole train step: forward, backward and update")
+    gr.add_argument("--entry", choices=["train_step", "evaluate", "predict"], default=None,
+                    help="the entry point to draw (default: evaluate, the forward pass and loss; --train: train_step)")
     gr.add_argument("--no-pass", action="append", default=[], metavar="NAME")
 
     ca = sub.add_parser("cache", help="the kernel cache: `info` lists its entries, `clear` removes them")
@@ -267,14 +270,23 @@ def cmd_graph(args) -> int:
     source, file = read_source(args.file)
     checked = frontend.check(parse(source, file), args.no_pass)
     graphs = frontend.entry_graphs(checked)
-    if args.entry not in graphs:
-        raise NetcError.single(f"netc graph: the model has no {args.entry} entry point")
+    entry = args.entry or ("train_step" if args.train else "evaluate" if "evaluate" in graphs else "predict")
+    if args.train and args.entry not in (None, "train_step"):
+        raise NetcError.single(f"netc graph: --train draws train_step, not --entry {args.entry}")
+    if entry not in graphs:
+        raise NetcError.single(f"netc graph: the model has no {entry} entry point"
+                               + (" (it has no loss)" if entry != "predict" else ""))
+    G = graphs[entry]
+    names = {n: name for name, n in checked.model.defs.items()}
+    title = title_of(checked.model.name, entry)
     try:
-        render_dot(to_dot(graphs[args.entry], f"{checked.model.name} {args.entry}"), args.output)
+        how = render_dot(to_dot(G, f"{checked.model.name} {entry}", names, source, title), args.output,
+                         G, title, names, source)
     except (RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER
-    print(f"wrote {args.output}")
+    print(f"wrote {args.output}" + (" (drawn with matplotlib: Graphviz's `dot` is not installed)"
+                                    if how == "matplotlib" else ""))
     return 0
 
 

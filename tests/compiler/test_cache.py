@@ -94,7 +94,7 @@ def test_cli_cache_info_clear_threads_and_verbose(tmp_path):
 
 def test_cli_graph_writes_dot(tmp_path):
     out = tmp_path / "g.dot"
-    r = run(["-m", "netc.cli", "graph", XOR, "-o", str(out)], {})
+    r = run(["-m", "netc.cli", "graph", XOR, "--train", "-o", str(out)], {})   # the whole step (default: forward)
     assert r.returncode == 0, r.stderr
     text = out.read_text()
     assert text.startswith("digraph") and 'class="backward"' in text and 'class="update"' in text
