@@ -320,12 +320,13 @@ def _last_epoch(run):
 
 
 def _raw_points(model, parts):
-    """The samples of prepared splits, unstandardized again (for plots in the data's units)."""
+    """The samples of prepared splits, unstandardized again (for plots in the data's units),
+    and the split of each (0 train, 1 val, 2 test)."""
     X = np.concatenate([d.X for d in parts]).astype(np.float64)
     y = np.concatenate([d.y for d in parts])
     if model.scaler is not None:
         X = X * model.scaler[1] + model.scaler[0]
-    return X, y
+    return X, y, np.repeat(np.arange(len(parts)), [len(d.X) for d in parts])
 
 
 def _summary(results, splits=None) -> str:
