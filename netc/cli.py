@@ -29,6 +29,7 @@ from netc.runtime import checkpoint, session
 from netc.runtime.build import check_memory, check_source, read_source, size_text
 from netc.runtime.diverge import TrainingDiverged
 from netc.runtime.plots import plot_run
+from netc.runtime.rundir import TensorBoardLog
 from netc.runtime.predictions import read_features, write_predictions
 from netc.runtime.progress import Progress, fmt_metric
 from netc.runtime.settings import parse_data_arg
@@ -54,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", metavar="DIR", help="the run directory (default runs/<model>-<time>/)")
     t.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where its last checkpoint is")
     t.add_argument("--plot", action="store_true", help="write loss/metric curves (and decision regions) as PNG into the run directory")
+    t.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files into "
+                   "RUN/tensorboard/ (needs tensorboardX: pip install 'netc[tensorboard]')")
     t.add_argument("--save", metavar="DIR", help="also save the trained model to DIR (a checkpoint directory)")
     t.add_argument("--no-pass", action="append", default=[], metavar="NAME", help="switch a compiler pass off")
     t.add_argument("--verbose", action="store_true", help="print the time of each compiler stage, the rewrites "
@@ -191,6 +194,8 @@ def cmd_train(args) -> int:
         if args.threads < 1:
             raise NetcError.single("--threads must be at least 1")
         configure(args.threads)
+    if args.tensorboard:
+        TensorBoardLog.writer_class()       # missing: exit 2 before any run directory is made
     if args.resume:
         job = session.resume_job(args.resume, args.file, epochs=args.epochs, given={
             "seed": args.seed, "batch": args.batch, "data": args.data, "label": args.label, "dtype": args.dtype,
@@ -203,6 +208,8 @@ def cmd_train(args) -> int:
                               overrides={"epochs": args.epochs, "seed": args.seed, "batch": args.batch, "data": spec},
                               device=args.device)
     model, run = job.model, job.run
+    if args.tensorboard:
+        run.log_tensorboard()
     _warnings(model)
     progress = Progress.for_output(args.quiet)
     progress.note(f"netc: model '{model.name}': {sum(a.size for a in model.params.values())} params in "
@@ -216,6 +223,8 @@ def cmd_train(args) -> int:
     t1 = time.perf_counter()
     try:
         history = job.fit(progress)
+        if run.tensorboard is not None:
+            run.tensorboard.close()
     except TrainingDiverged as e:
         last = _last_epoch(run)
         e.checkpoint = f"{_shown(run.last)} (epoch {last})" if last is not None else None

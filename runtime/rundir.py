@@ -5,13 +5,19 @@
       settings.json    the resolved settings, the command-line overrides, the data (its spec,
                        sha256 and split sizes), dtype, disabled passes
       metrics.jsonl    one JSON object per finished epoch (the History records)
+      metrics.csv      the same as a table, as Keras' CSVLogger writes it: one header, one row
+                       per epoch, stable columns (epoch, loss, <train metrics>, val_loss,
+                       <val metrics>, lr, time)
+      tensorboard/     with --tensorboard: TensorBoard event files, as Keras writes them
+                       (train/ and validation/, tags epoch_loss, epoch_accuracy, ...,
+                       epoch_learning_rate), for `tensorboard --logdir runs`
       last/            checkpoint after the latest finished epoch, with the loop's state
                        (written before training too, as epoch 0)
       best/            checkpoint of the best epoch so far (the early-stopping monitor, else
                        val.loss, else the training loss)
       *.png            with --plot (or `netc plot DIR`)
 
-Each epoch appends its line to metrics.jsonl, then writes `best` (if it improved), then
+Each epoch appends its line to metrics.jsonl (and its row to metrics.csv), then writes `best` (if it improved), then
 `last`; a run killed at any moment therefore resumes from `last` and drops the lines of
 metrics.jsonl beyond its epoch.
 """
@@ -22,7 +28,7 @@ import json
 import os
 import re
 import time
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from netc.compiler.files import atomic_open, atomic_write
 from netc.dsl import NetcError
@@ -36,6 +42,8 @@ class RunDir:
         self.last = os.path.join(self.path, "last")
         self.best = os.path.join(self.path, "best")
         self.metrics = os.path.join(self.path, "metrics.jsonl")
+        self.csv = os.path.join(self.path, "metrics.csv")
+        self.tensorboard: Optional["TensorBoardLog"] = None
         self.settings_file = os.path.join(self.path, "settings.json")
         self.shown = path            # as the user gave it, for messages
 
@@ -60,6 +68,8 @@ class RunDir:
         atomic_write(os.path.join(rd.path, f"{model.name}.net"), model.source)
         _write_json(rd.settings_file, doc)
         atomic_write(rd.metrics, "")
+        if os.path.exists(rd.csv):
+            os.remove(rd.csv)
         return rd
 
     def has_checkpoint(self) -> bool:
@@ -95,9 +105,17 @@ class RunDir:
         """The checkpoint of epoch 0 (the initial params), so there is always a last good one."""
         checkpoint.save(model, self.last, training=state.to_json())
 
+    def log_tensorboard(self) -> "TensorBoardLog":
+        """Also write TensorBoard event files (into tensorboard/) at each epoch's end."""
+        self.tensorboard = TensorBoardLog(os.path.join(self.path, "tensorboard"))
+        return self.tensorboard
+
     def epoch_end(self, model, rec: dict, state, best_params, improved: bool) -> None:
         with open(self.metrics, "a") as f:
             f.write(json.dumps(rec) + "\n")
+        self._csv_row(rec)
+        if self.tensorboard is not None:
+            self.tensorboard.write(rec)
         if improved:
             checkpoint.save(model, self.best, training={"epoch_of": rec["epoch"], "monitor": state.monitor,
                                                         "value": state.best})
@@ -141,7 +159,116 @@ class RunDir:
         recs = self.records(upto)
         with atomic_open(self.metrics, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r) + "\n" for r in recs)
+        write_csv(self.csv, recs)
         return recs
+
+    def _csv_row(self, rec: dict) -> None:
+        """Append the epoch's row to metrics.csv; the first epoch writes the header. A record
+        with other columns than the header's (not a netc run's) rewrites the file from the
+        records, so the columns stay one table."""
+        row = csv_row(rec)
+        header = None
+        if os.path.exists(self.csv) and os.path.getsize(self.csv) > 0:
+            with open(self.csv, encoding="utf-8") as f:
+                header = f.readline().rstrip("\n").split(",")
+        if header is None:
+            write_csv(self.csv, [rec])
+        elif header != list(row):
+            write_csv(self.csv, self.records())
+        else:
+            with open(self.csv, "a", encoding="utf-8") as f:
+                f.write(",".join(_cell(v) for v in row.values()) + "\n")
+
+
+# ------------------------------------------------------------------ metrics.csv
+def csv_row(rec: dict) -> Dict[str, object]:
+    """An epoch record as Keras names its columns: epoch, loss, accuracy, ..., val_loss,
+    val_accuracy, ..., lr, time (a loss term of several: its own name, val_ its val value)."""
+    row: Dict[str, object] = {"epoch": rec.get("epoch")}
+    train = rec.get("train", {})
+    for k in ["loss"] + [k for k in train if k != "loss"]:
+        if k in train:
+            row[k] = train[k]
+    val = rec.get("val") or {}
+    for k in ["loss"] + [k for k in val if k != "loss"]:
+        if k in val:
+            row[f"val_{k}"] = val[k]
+    row["lr"] = rec.get("lr")
+    row["time"] = rec.get("time")
+    return row
+
+
+def _cell(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def write_csv(path: str, records: List[dict]) -> None:
+    """metrics.csv from epoch records: the columns of every record, in first-seen order."""
+    rows = [csv_row(r) for r in records]
+    cols: Dict[str, None] = {}
+    for r in rows:
+        cols.update(dict.fromkeys(r))
+    lines = [",".join(cols)] if rows else []
+    lines += [",".join(_cell(r.get(c)) for c in cols) for r in rows]
+    atomic_write(path, "\n".join(lines) + ("\n" if lines else ""))
+
+
+# ------------------------------------------------------------------ TensorBoard
+class TensorBoardLog:
+    """TensorBoard event files as Keras' TensorBoard callback writes them: `train/` and
+    `validation/` below `logdir`, one scalar per metric per epoch (`epoch_loss`,
+    `epoch_accuracy`, ...; the learning rate as `epoch_learning_rate` in train/), so a
+    metric's train and validation curves share one chart. Written by tensorboardX when it is
+    installed, else by PyTorch's `torch.utils.tensorboard` (which needs the tensorboard
+    package); neither: a user error that says what to install."""
+
+    def __init__(self, logdir: str):
+        self.logdir = logdir
+        self.Writer = self.writer_class()
+        self._writers: Dict[str, object] = {}
+
+    @staticmethod
+    def writer_class():
+        try:
+            from tensorboardX import SummaryWriter
+            return SummaryWriter
+        except ImportError:
+            pass
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            return SummaryWriter
+        except ImportError:
+            pass
+        raise NetcError.single("--tensorboard needs tensorboardX (or PyTorch with tensorboard) installed",
+                               hint="pip install 'netc[tensorboard]'  (or: pip install tensorboardX)")
+
+    def _writer(self, split: str):
+        if split not in self._writers:
+            self._writers[split] = self.Writer(os.path.join(self.logdir, split))
+        return self._writers[split]
+
+    def write(self, rec: dict) -> None:
+        epoch = int(rec["epoch"])
+        for split, name in (("train", "train"), ("val", "validation")):
+            values = rec.get(split) or {}
+            if not values:
+                continue
+            w = self._writer(name)
+            for k, v in values.items():
+                if isinstance(v, (int, float)):
+                    w.add_scalar(f"epoch_{k}", float(v), epoch)
+            if split == "train" and rec.get("lr") is not None:
+                w.add_scalar("epoch_learning_rate", float(rec["lr"]), epoch)
+            w.flush()
+
+    def close(self) -> None:
+        for w in self._writers.values():
+            w.close()
+        self._writers = {}
 
 
 def _write_json(path: str, doc: dict) -> None:
