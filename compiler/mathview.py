@@ -147,9 +147,8 @@ class _Renderer:
         divide = []
         scalars, full = [], []
         for f in factors:
-            g = G.inputs(f)[0] if G.op(f) == "expand" else f
-            if (G.op(g) == "div" and G.op(G.inputs(g)[0]) in ("const", "expand")
-                    and self._is_one(G.inputs(g)[0])):
+            g = self._strip(f)
+            if G.op(g) == "div" and self._is_one(self._strip(G.inputs(g)[0])):
                 if self.render(G.inputs(g)[1])[0] != "1":
                     divide.append(G.inputs(g)[1])
             elif self.scalar_like(f):
@@ -166,6 +165,14 @@ class _Renderer:
             body = (f"({body})" if (len(full) + len(scalars)) > 1 else body) \
                 + "".join(f" / {self.text(d, _ATOM)}" for d in divide)
         return body or "1", _MUL
+
+    def _strip(self, n: int) -> int:
+        """n without broadcasts, reshapes and divisions by a count of 1."""
+        G = self.G
+        while n not in self.names and (G.op(n) in ("expand", "reshape") or (
+                G.op(n) == "div" and self.render(G.inputs(n)[1])[0] == "1")):
+            n = G.inputs(n)[0]
+        return n
 
     def _is_one(self, n: int) -> bool:
         G = self.G
@@ -221,6 +228,10 @@ def equations(program: A.Program, disabled=()) -> Tuple[str, List[Tuple[str, str
     for name, n in model.defs.items():
         if n in adjoints and n not in [p.node for p in params]:
             G.outputs[f"grad:{name}"] = adjoints[n]
+    for n, a in adjoints.items():      # every forward value and its adjoint, followed through the passes
+        if n < G.backward_from and G.op(n) not in ("input", "target", "param", "state", "const"):
+            G.outputs[f"fwd:{n}"] = n
+            G.outputs[f"adj:{n}"] = a
     P.run(G, P.GRAPH, disabled)
     out = G.outputs
     leaves = {n for n in G.g.nodes if G.op(n) in ("input", "target", "param", "state")}
@@ -250,22 +261,37 @@ def equations(program: A.Program, disabled=()) -> Tuple[str, List[Tuple[str, str
         if m in seen:
             continue
         seen.add(m)
-        for i in G.inputs(m):
+        for k, i in enumerate(G.inputs(m)):
+            if (G.op(m) == "expand" and k == 1) or G.op(m) == "size":
+                continue                        # expand's `like`, size's operand: read for their shape only
             consumers.setdefault(i, set()).add(m)
             if i not in allnames:
                 stack.append(i)
-    kf = kb = 0
-    for m in sorted(consumers, key=lambda n: order[n]):
-        if len(consumers[m]) > 1 and m not in allnames and not _trivial(G, m):
-            if G.backward_from is not None and m >= G.backward_from:
-                kb += 1
-                allnames[m] = f"δ{kb}"
-            else:
-                kf += 1
-                allnames[m] = f"z{kf}"
+    # the forward value whose gradient a node is (the one nearest the loss)
+    adj_of: Dict[int, int] = {}
+    for k, a in out.items():
+        if k.startswith("adj:"):
+            F = out[f"fwd:{k[4:]}"]
+            if F in G.g and (a not in adj_of or order[F] > order[adj_of[a]]):
+                adj_of[a] = F
+    shared = [m for m in sorted(consumers, key=lambda n: order[n])
+              if len(consumers[m]) > 1 and m not in allnames and not _trivial(G, m)]
+    backward = [m for m in shared if G.backward_from is not None and m >= G.backward_from]
+    zs = {m for m in shared if m not in backward} | {adj_of[m] for m in backward if m in adj_of}
+    zs -= set(allnames)
+    fresh = _fresh(set(model.defs) | {p.name for p in model.params})
+    znodes = sorted(zs, key=lambda n: order[n])
+    for F in znodes:
+        allnames[F] = next(fresh)
+    kb = 0
+    for m in backward:
+        if m in adj_of:
+            allnames[m] = _grad_name(allnames[adj_of[m]])
+        else:
+            kb += 1
+            allnames[m] = f"δ{kb}"
     R = _Renderer(G, allnames)
-    fwd_nodes = [(name, n) for name, n in forward] + \
-        [(v, m) for m, v in allnames.items() if v.startswith("z")]
+    fwd_nodes = [(name, n) for name, n in forward] + [(allnames[m], m) for m in znodes]
     fwd = [(name, R.render(n, top=True)[0]) for name, n in sorted(fwd_nodes, key=lambda t: order[t[1]])]
     for ln in model.losses:
         fwd.append(("L" if len(model.losses) == 1 else f"L_{ln.name}", R.render(out[f"loss:{ln.name}"], top=True)[0]))
@@ -273,7 +299,7 @@ def equations(program: A.Program, disabled=()) -> Tuple[str, List[Tuple[str, str
         fwd.append(("L", " + ".join(f"L_{ln.name}" for ln in model.losses)))
     eqs = []
     emitted = set()
-    targets = [(allnames[m], m) for m in allnames if m not in names and not allnames[m].startswith("z")] + \
+    targets = [(allnames[m], m) for m in allnames if m not in names and m not in zs] + \
         [(_grad_name(k[5:]), out[k]) for k in grad_keys]
     for label, n in sorted(targets, key=lambda t: order[t[1]]):
         if (label, n) in emitted:
@@ -284,6 +310,15 @@ def equations(program: A.Program, disabled=()) -> Tuple[str, List[Tuple[str, str
         else:                           # the same node as another named gradient
             eqs.append((label, allnames[n]))
     return model.name, fwd, eqs
+
+
+def _fresh(taken):
+    """z1, z2, ...: names of unnamed forward values, none of them a name of the file."""
+    k = 0
+    while True:
+        k += 1
+        if f"z{k}" not in taken:
+            yield f"z{k}"
 
 
 def _trivial(G: Graph, n: int) -> bool:

@@ -46,10 +46,17 @@ def test_math_reads_the_graph_not_a_template():
 
 
 def test_math_of_the_other_lecture_programs():
-    _, _, eqs = equations(_example("spiral"))          # relu mlp: the mask is an indicator
+    _, fwd, eqs = equations(_example("spiral"))        # relu mlp: the mask is an indicator
     text = "\n".join(f"{a} = {b}" for a, b in eqs)
     assert "(p − onehot(y)) / B" in text
     assert "∇_{h2} L ⊙ [h2 > 0]" in text and "∇_{h1} L ⊙ [h1 > 0]" in text
+    # a layer's unnamed pre-activation gets a name of its own, and its gradient that name
+    f = dict(fwd)
+    z = next(k for k, v in f.items() if v == "p.dense.W · h2 + p.dense.b")
+    assert f["p"] == f"softmax({z})" and dict(eqs)[f"∇_{{{z}}} L"] == "(p − onehot(y)) / B"
+    _, fwd, eqs = equations(_example("linear"))         # mse: 2 (y_hat − y) / B
+    z = next(k for k, v in fwd if v == "y_hat − y")
+    assert dict(eqs)["∇_{y_hat} L"] == f"2 · ({z} / B)"
     _, fwd, eqs = equations(_example("digits"))         # several losses: the aux head's 0.3, l2
     d = dict(eqs)
     assert "L_main" in dict(fwd) and dict(fwd)["L"] == "L_main + L_aux + L_decay"
@@ -57,6 +64,15 @@ def test_math_of_the_other_lecture_programs():
     assert "aux.dense.Wᵀ" in d["∇_{h1} L"] and "h2.block.dense.Wᵀ" in d["∇_{h1} L"]
     _, _, eqs = equations(_example("digits_cnn"))      # ops without a lecture name: calls
     assert any("conv2d_dw(" in b for _, b in eqs)
+
+
+def test_auxiliary_names_never_take_a_name_of_the_file():
+    src = open(os.path.join(ROOT, "examples", "spiral.net")).read().replace("h1 = relu(dense(x, 64))",
+                                                                             "z1 = dense(x, 64)\nh1 = relu(z1)")
+    _, fwd, eqs = equations(parse(src, "spiral.net"))
+    names = [a for a, _ in fwd]
+    assert names.count("z1") == 1 and dict(fwd)["z1"] == "z1.dense.W · x + z1.dense.b"   # the params are named after z1
+    assert dict(eqs)["∇_{z1} L"] == "∇_{h1} L ⊙ [h1 > 0]"
 
 
 def test_softmax_cross_entropy_gradient_is_p_minus_onehot_in_graph_and_kernel():
