@@ -103,3 +103,11 @@ def test_the_new_gradient_equals_the_old_one_in_float64():
     b.fit(X, y, epochs=3, batch=8, shuffle=False, standardize=False)
     for k in a.params:
         np.testing.assert_allclose(a.params[k], b.params[k], rtol=1e-9, atol=1e-12)
+
+
+def test_cuda_kernels_compute_p_minus_onehot_too():
+    pytest.importorskip("numba.cuda")
+    src = kernels_source(check(_example("xor")), "cuda", "float32")
+    exps = [line for line in src.splitlines() if "math.exp(" in line]
+    assert exps and all("# sigmoid" in line for line in exps), exps      # no exp of the log-softmax
+    assert "onehot mul expand sub" in src
