@@ -138,16 +138,47 @@ def to_dot(G: Graph, title: str = "netc", names: Optional[Dict[int, str]] = None
 
 
 def layers(G: Graph) -> Dict[int, int]:
-    """node -> its layer (depth from the leaves), each leaf placed just above its first reader."""
+    """node -> its layer: the longest path from the leaves (a value below everything it
+    reads), then every node with readers moved down to just above its first reader, so a
+    side input (a target's one-hot, a bias) sits next to where it is used."""
+    order = list(nx.topological_sort(G.g))
     depth: Dict[int, int] = {}
-    for n in G.topo():
-        ins = G.inputs(n)
-        depth[n] = 1 + max((depth[i] for i in ins), default=-1)
-    for n in G.g.nodes:
-        if not G.inputs(n):
-            users = [depth[u] for u in G.users(n)]
-            depth[n] = max(0, min(users) - 1) if users else 0
-    return depth
+    for n in order:
+        depth[n] = 1 + max((depth[i] for i in G.inputs(n)), default=-1)
+    for n in reversed(order):
+        users = G.users(n)
+        if users:
+            depth[n] = min(depth[u] for u in users) - 1
+    low = min(depth.values(), default=0)
+    return {n: d - low for n, d in depth.items()}
+
+
+def positions(G: Graph, depth: Dict[int, int], sweeps: int = 6) -> Dict[int, tuple]:
+    """(x, layer) of each node: within a layer, nodes ordered by the mean position of their
+    neighbours in the layers above and below (the barycenter heuristic, a few sweeps down and
+    up), so that edges cross less."""
+    by_layer: Dict[int, List[int]] = {}
+    for n in nx.topological_sort(G.g):
+        by_layer.setdefault(depth[n], []).append(n)
+    x: Dict[int, float] = {}
+
+    def place(layer):
+        row = by_layer[layer]
+        for i, n in enumerate(row):
+            x[n] = i - (len(row) - 1) / 2
+    for k in by_layer:
+        place(k)
+    ks = sorted(by_layer)
+    for sweep in range(sweeps):
+        down = sweep % 2 == 0
+        for k in (ks[1:] if down else ks[-2::-1]):
+            def key(n):
+                nb = G.inputs(n) if down else G.users(n)
+                nb = [m for m in nb if m in x]
+                return sum(x[m] for m in nb) / len(nb) if nb else x[n]
+            by_layer[k].sort(key=key)
+            place(k)
+    return {n: (x[n], depth[n]) for n in x}
 
 
 def draw_matplotlib(G: Graph, path: str, title: str, names: Optional[Dict[int, str]] = None,
@@ -168,19 +199,19 @@ def draw_matplotlib(G: Graph, path: str, title: str, names: Optional[Dict[int, s
     for n in G.g.nodes:
         H.add_node(n, layer=depth[n])
     H.add_edges_from((u, v) for u, v in G.g.edges())
-    pos = nx.multipartite_layout(H, subset_key="layer", align="horizontal", scale=1.0)
-    # spread: x by the widest layer, y top to bottom
     width = max(sum(1 for n in H if depth[n] == k) for k in set(depth.values()))
     nlayers = max(depth.values()) + 1
-    sx, sy = max(width, 2) * 2.3, 1.15
-    pos = {n: (x * sx, -depth[n] * sy) for n, (x, _) in pos.items()}
+    sx, sy = 2.3, 1.15
+    pos = {n: (x * sx, -d * sy) for n, (x, d) in positions(G, depth).items()}
     fig_w = min(max(8.0, width * 2.4), 60.0)
     fig_h = min(max(5.0, nlayers * 0.95 + 1.0), 80.0)
     fig, ax = plt.subplots(figsize=(fig_w, fig_h))
     for u, v in H.edges():
         (x0, y0), (x1, y1) = pos[u], pos[v]
+        span = depth[v] - depth[u]           # an edge over several layers bends around the nodes between
         ax.annotate("", xy=(x1, y1 + 0.28), xytext=(x0, y0 - 0.28),
-                    arrowprops=dict(arrowstyle="-|>", color="#888888", lw=0.7, shrinkA=0, shrinkB=0))
+                    arrowprops=dict(arrowstyle="-|>", color="#888888", lw=0.7, shrinkA=0, shrinkB=0,
+                                    connectionstyle=f"arc3,rad={0.25 if span > 1 else 0.0}"))
     sizes: Dict[int, int] = {}
     for n in G.g.nodes:
         gid = G.node(n).get("group")
