@@ -208,9 +208,12 @@ def equations(program: A.Program, disabled=()) -> Tuple[str, List[Tuple[str, str
     model = elaborate(program)
     G = model.graph
     P.run(G, P.FORWARD, disabled)
-    if not model.losses:
-        return model.name, [], []
     names: Dict[int, str] = {}
+    if not model.losses:                # nothing to differentiate: the forward pass only
+        leaves = {n for n in G.g.nodes if G.op(n) in ("input", "target", "param", "state")}
+        named = {n: name for name, n in model.defs.items() if n not in leaves}
+        R = _Renderer(G, named)
+        return model.name, [(name, R.render(n, top=True)[0]) for n, name in named.items()], []
     for name, n in model.defs.items():
         G.outputs[f"def:{name}"] = n
     total = model.losses[0].node
@@ -338,7 +341,7 @@ def math_text(program: A.Program, disabled=()) -> str:
     lines += [f"  {a:<{w}} = {b}" for a, b in fwd]
     if not eqs:
         lines.append("")
-        lines.append("no loss: nothing to differentiate")
+        lines.append("no loss: nothing to differentiate (declare `loss ...` for the backward pass)")
         return "\n".join(lines)
     lines += ["", "backward (from the loss to the params):"]
     w = max(len(a) for a, _ in eqs)

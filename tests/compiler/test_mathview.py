@@ -111,3 +111,13 @@ def test_cuda_kernels_compute_p_minus_onehot_too():
     exps = [line for line in src.splitlines() if "math.exp(" in line]
     assert exps and all("# sigmoid" in line for line in exps), exps      # no exp of the log-softmax
     assert "onehot mul expand sub" in src
+
+
+def test_math_without_a_loss_and_with_another_stage(tmp_path, capsys):
+    f = tmp_path / "a.net"
+    f.write_text("model a\ninput x[2]\nparam W[3, 2] = glorot\nh = tanh(W @ x)\noutput h\n")
+    assert main(["show", str(f), "--stage", "grad", "--math"]) == 0
+    out = capsys.readouterr().out
+    assert "h = tanh(W · x)" in out and "no loss: nothing to differentiate" in out
+    assert main(["show", str(f), "--stage", "kernels", "--math"]) == 2
+    assert "--math goes with --stage grad" in capsys.readouterr().err
