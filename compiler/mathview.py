@@ -16,6 +16,7 @@ as a call, `op(a, b)`.
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Dict, List, Optional, Tuple
 
 from netc.dsl import ast as A
@@ -203,8 +204,41 @@ class _Renderer:
 
 
 def equations(program: A.Program, disabled=()) -> Tuple[str, List[Tuple[str, str]], List[Tuple[str, str]]]:
-    """(forward equations, gradient equations) of a program: (left side, right side) pairs, the
-    forward ones in the file's order, the gradient ones from the loss back to the input."""
+    """(model name, forward equations, gradient equations) of a program: (left side, right
+    side) pairs, the forward ones in the file's order, the gradient ones from the loss back
+    to the input."""
+    name, fwd, eqs, _, _ = _analyse(program, disabled)
+    return name, fwd, eqs
+
+
+def structural_keys(G: Graph) -> Dict[int, str]:
+    """node -> a digest of what it computes (op, attrs, the digests of its operands; a leaf
+    by its name, a constant by its value; a `phase` node is its train-step operand), equal
+    for equal computations in two graphs built from one file."""
+    keys: Dict[int, str] = {}
+    for n in G.topo():
+        d = G.node(n)
+        op = d["op"]
+        if op == "phase":
+            keys[n] = keys[G.inputs(n)[0]]
+            continue
+        if op in ("input", "target", "param", "state"):
+            text = f"{op}:{d['name']}"
+        else:
+            text = f"{op}:{sorted(d['attrs'].items())!r}:{d['shape']!r}:" + ",".join(keys[i] for i in G.inputs(n))
+        keys[n] = hashlib.sha1(text.encode()).hexdigest()
+    return keys
+
+
+def value_names(program: A.Program, disabled=()) -> Dict[str, str]:
+    """structural key -> the name the math view gives that value (`h`, `z1`, `∇_{h} L`): so a
+    picture of any graph of the file (`netc graph`) labels its nodes as `--math` names them."""
+    _, _, _, G, names = _analyse(program, disabled)
+    keys = structural_keys(G)
+    return {keys[n]: name for n, name in names.items() if n in keys}
+
+
+def _analyse(program: A.Program, disabled=()):
     model = elaborate(program)
     G = model.graph
     P.run(G, P.FORWARD, disabled)
@@ -213,7 +247,7 @@ def equations(program: A.Program, disabled=()) -> Tuple[str, List[Tuple[str, str
         leaves = {n for n in G.g.nodes if G.op(n) in ("input", "target", "param", "state")}
         named = {n: name for name, n in model.defs.items() if n not in leaves}
         R = _Renderer(G, named)
-        return model.name, [(name, R.render(n, top=True)[0]) for n, name in named.items()], []
+        return model.name, [(name, R.render(n, top=True)[0]) for n, name in named.items()], [], G, named
     for name, n in model.defs.items():
         G.outputs[f"def:{name}"] = n
     total = model.losses[0].node
@@ -312,7 +346,7 @@ def equations(program: A.Program, disabled=()) -> Tuple[str, List[Tuple[str, str
             eqs.append((label, R.render(n, top=True)[0]))
         else:                           # the same node as another named gradient
             eqs.append((label, allnames[n]))
-    return model.name, fwd, eqs
+    return model.name, fwd, eqs, G, allnames
 
 
 def _fresh(taken):

@@ -17,7 +17,7 @@ import numpy as np
 import netc
 from netc.compiler import cache, export_onnx, frontend, show
 from netc.compiler.files import atomic_open
-from netc.compiler.mathview import math_text
+from netc.compiler.mathview import math_text, structural_keys, value_names
 from netc.compiler.graphviz import render as render_dot, title_of, to_dot
 from netc.compiler.passes import PASS_NAMES
 from netc.compiler.summary import summarize
@@ -287,6 +287,8 @@ def cmd_graph(args) -> int:
                                + (" (it has no loss)" if entry != "predict" else ""))
     G = graphs[entry]
     names = {n: name for name, n in checked.model.defs.items()}
+    known = value_names(checked.program, args.no_pass)      # the names of `show --stage grad --math`
+    names.update({n: known[k] for n, k in structural_keys(G).items() if k in known and n not in names})
     title = title_of(checked.model.name, entry)
     try:
         how = render_dot(to_dot(G, f"{checked.model.name} {entry}", names, source, title), args.output,

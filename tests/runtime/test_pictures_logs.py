@@ -154,6 +154,10 @@ def test_graph_forward_view_with_names_and_lines(tmp_path, capsys):
     assert main(["graph", XOR, "--train", "-o", str(trained)]) == 0
     t = trained.read_text()
     assert 'class="backward"' in t and 'class="update"' in t and "train step: forward (blue), backward (red)" in t
+    # the backward nodes carry the names of `show --stage grad --math`
+    for label in ("∇_{y_pre} L\\nmul [B, 2]", "∇_{W_o} L\\nmatmul [2, 3]", "∇_{h} L\\nmatmul [B, 3]",
+                  "∇_{h_pre} L\\nmul [B, 3]", "∇_{b_h} L\\nreduce_sum [3]"):
+        assert f'label="{label}' in t, label
     pred = tmp_path / "p.dot"
     assert main(["graph", XOR, "--entry", "predict", "-o", str(pred)]) == 0
     p = pred.read_text()
