@@ -163,17 +163,15 @@ class RunDir:
         return recs
 
     def _csv_row(self, rec: dict) -> None:
-        """Append the epoch's row to metrics.csv; the first epoch writes the header. A record
-        with other columns than the header's (not a netc run's) rewrites the file from the
-        records, so the columns stay one table."""
+        """Append the epoch's row to metrics.csv. The first row (or a resumed run that has no
+        metrics.csv yet) writes the file from metrics.jsonl, header first; a record with other
+        columns than the header's rewrites it from the records, so the columns stay one table."""
         row = csv_row(rec)
         header = None
         if os.path.exists(self.csv) and os.path.getsize(self.csv) > 0:
             with open(self.csv, encoding="utf-8") as f:
                 header = f.readline().rstrip("\n").split(",")
-        if header is None:
-            write_csv(self.csv, [rec])
-        elif header != list(row):
+        if header is None or header != list(row):      # the first epoch (or a run from before metrics.csv)
             write_csv(self.csv, self.records())
         else:
             with open(self.csv, "a", encoding="utf-8") as f:

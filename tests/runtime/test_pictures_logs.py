@@ -175,3 +175,14 @@ def test_graph_png_without_graphviz(tmp_path, monkeypatch, capsys):
     import matplotlib.image as mpimg
     img = mpimg.imread(str(out))
     assert img.shape[0] > 400 and img.shape[1] > 400 and img.std() > 0.05      # a picture, not blank
+
+
+def test_metrics_csv_follows_a_resumed_run(tmp_path):
+    out = str(tmp_path / "xor")
+    assert main(["train", XOR, "--epochs", "2", "--quiet", "--out", out]) == 0
+    os.remove(os.path.join(out, "metrics.csv"))                 # a run from before metrics.csv
+    assert main(["train", "--resume", out, "--epochs", "4", "--quiet"]) == 0
+    rows = list(csv.DictReader(open(os.path.join(out, "metrics.csv"))))
+    recs = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
+    assert [int(r["epoch"]) for r in rows] == [r["epoch"] for r in recs] == [1, 2, 3, 4]
+    assert [float(r["loss"]) for r in rows] == [r["train"]["loss"] for r in recs]
