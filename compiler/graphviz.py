@@ -105,7 +105,6 @@ def to_dot(G: Graph, title: str = "netc", names: Optional[Dict[int, str]] = None
     def node_line(n: int, indent: str) -> str:
         d = G.node(n)
         ph = phase_of(G, n)
-        shape = "[" + ", ".join(str(x) for x in d["shape"]) + "]"
         label = text[n].replace("\n", "\\n")
         attrs = [f"label={_q(label)}", f"fillcolor={_q(COLORS[ph])}",
                  f"tooltip={_q(f'%{n} {ph}')}", f"class={_q(ph)}"]
@@ -189,7 +188,6 @@ def draw_matplotlib(G: Graph, path: str, title: str, names: Optional[Dict[int, s
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib.patches import FancyBboxPatch
     except ImportError as e:
         raise RuntimeError("drawing the graph without Graphviz needs matplotlib (pip install matplotlib), "
                            "or install Graphviz's `dot`, or write a .dot file") from e

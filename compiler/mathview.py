@@ -17,7 +17,7 @@ as a call, `op(a, b)`.
 from __future__ import annotations
 
 import hashlib
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 from netc.dsl import ast as A
 

@@ -27,7 +27,7 @@ from . import checkpoint
 from .build import load
 from .metrics import METRICS, confusion_matrix, predicted_labels
 from .rundir import RunDir
-from .session import load_dataset, split
+from . import session
 
 
 class PlotError(UserError):
@@ -333,7 +333,7 @@ def plot_run(run_path: str, out_dir: Optional[str] = None, model=None, data=None
         if data is None:
             spec = (doc.get("settings") or {}).get("data")
             if spec is not None:
-                parts = split(model, load_dataset(model, spec))
+                parts = session.split(model, session.load_dataset(model, spec))
                 data = (np.concatenate([d.X for d in parts]), np.concatenate([d.y for d in parts]),
                         np.repeat(np.arange(3), [len(d.X) for d in parts]))
         if data is not None:
