@@ -78,6 +78,14 @@ class Estimator:
                  if k == "model" or getattr(self, k) is not defaults.get(k) and getattr(self, k) != defaults.get(k)]
         return f"{type(self).__name__}({', '.join(shown)})"
 
+    def __sklearn_tags__(self):
+        """scikit-learn's tags (asked for only by scikit-learn, so imported here: it is optional)."""
+        from sklearn.utils import ClassifierTags, InputTags, RegressorTags, Tags, TargetTags
+        kind = self._estimator_type
+        return Tags(estimator_type=kind, target_tags=TargetTags(required=True), transformer_tags=None,
+                    classifier_tags=ClassifierTags() if kind == "classifier" else None,
+                    regressor_tags=RegressorTags() if kind == "regressor" else None, input_tags=InputTags())
+
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "model_")
 
