@@ -14,6 +14,7 @@ keeps it as `model_`, its History as `history_`. `Estimator` takes either kind o
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Optional
 
 import numpy as np
@@ -74,9 +75,12 @@ class Estimator:
 
     def __repr__(self) -> str:
         defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
+        text = str(self.model)
+        name = re.search(r"^\s*model\s+(\w+)", text, re.M)
+        model = repr(text) if "\n" not in text else f"<source of model '{name.group(1)}'>" if name else "<source>"
         shown = [f"{k}={getattr(self, k)!r}" for k in self._get_param_names()
-                 if k == "model" or getattr(self, k) is not defaults.get(k) and getattr(self, k) != defaults.get(k)]
-        return f"{type(self).__name__}({', '.join(shown)})"
+                 if k != "model" and getattr(self, k) is not defaults.get(k) and getattr(self, k) != defaults.get(k)]
+        return f"{type(self).__name__}({', '.join([model] + shown)})"
 
     def __sklearn_tags__(self):
         """scikit-learn's tags (asked for only by scikit-learn, so imported here: it is optional)."""
@@ -104,7 +108,10 @@ class Estimator:
         if self.random_state is not None:
             m.settings.seed = int(self.random_state)
         self._check_kind(m)
-        stop = loop.SETTINGS if isinstance(self.stop, str) and self.stop == "auto" else self.stop
+        stop = self.stop
+        if isinstance(stop, str) and stop == "auto":       # the file's, when it has something to watch
+            watches_val = m.settings.stop is not None and m.settings.stop.monitor.startswith("val.")
+            stop = loop.SETTINGS if self.validation_split or not watches_val else None
         self.history_ = m.fit(X, y, epochs=self.epochs, batch_size=self.batch_size,
                               validation_split=self.validation_split, stop=stop, standardize=self.standardize,
                               verbose=self.verbose)
