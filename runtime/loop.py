@@ -171,7 +171,8 @@ def fit(model, train: D.Dataset, val: Optional[D.Dataset], *, epochs=None, batch
         batch = s.batch if batch is None else (None if batch == "full" else int(batch))
         if batch is not None and batch < 1:
             raise ValueError(f"batch must be 'full' or a number >= 1, got {batch}")
-        st = LoopState(epochs, batch, done=min(int(initial_epoch), epochs), monitor=stop.monitor if stop else ("val.loss" if val else "train.loss"))
+        st = LoopState(epochs, batch, done=min(int(initial_epoch), epochs),
+                       monitor=stop.monitor if stop else ("val.loss" if val else "train.loss"))
         if initial_epoch:
             model.epoch = st.done
         best_saved, records = None, []

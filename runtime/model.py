@@ -326,6 +326,9 @@ class Model:
         `standardize` fits a scaler on the training samples first (default: the train block's
         `standardize`). The loop itself is runtime/loop.py's `fit`."""
         batch = _same("batch", batch, "batch_size", batch_size)
+        if initial_epoch is not None and (isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer))
+                                          or initial_epoch < 0):
+            raise FitError(f"initial_epoch must be a whole number >= 0, got {initial_epoch!r}")
         validation = _same("validation", validation, "validation_data", validation_data)
         if X is None:
             if y is not None:

@@ -160,6 +160,8 @@ def test_fit_arguments_in_both_spellings_and_their_mistakes(xy):
         model.fit(X, epochs=1)
     with pytest.raises(netc.FitError, match="verbose"):
         model.fit(X, y, epochs=1, verbose=7)
+    with pytest.raises(netc.FitError, match="initial_epoch"):
+        model.fit(X, y, epochs=3, initial_epoch=-1)
 
 
 def test_verbose(xy, capsys):
