@@ -195,7 +195,7 @@ class Model:
         """The model's `output` for each row of X (probabilities for a softmax output); for one
         sample (an array of the input's shape) its one output."""
         if not self.artifact.has_predict:
-            raise ValueError("the model has no output to predict")
+            raise FitError(f"model '{self.name}' has no output to predict: add `output NAME` to the file")
         if self._one_sample(X):
             return self.predict(np.asarray(X)[None], batch)[0]
         ds = self.prepare(X, None, "X")
@@ -249,7 +249,8 @@ class Model:
             xb, yb = ds.X[i:i + batch], ds.y[i:i + batch]
             out = self.artifact.evaluate(xb, yb, self.param_arrays(), losses)
             sums += losses * len(xb)
-            outs.append(out)
+            if self.ir.output is not None:          # a model without `output` has losses only
+                outs.append(out)
         return sums / max(len(ds.X), 1), (np.concatenate(outs) if outs else None)
 
     def evaluate(self, X, y, metrics=None) -> Dict[str, float]:
@@ -285,7 +286,7 @@ class Model:
         """The metrics `names` (default: the train block's) of outputs `out` against targets `y`."""
         names = self.settings.metrics if names is None else names
         t = self.ir.target
-        if out is None or not names or t is None:
+        if out is None or not names or t is None or self.ir.output is None:
             return {}
         return M.compute(names, y, out, t.kind, t.classes)
 

@@ -305,3 +305,22 @@ def test_estimators_work_with_scikit_learns_tools(xy):
     assert twin is not clf and twin.get_params() == clf.get_params()
     scores = cross_val_score(clf, X, y, cv=2)
     assert len(scores) == 2 and all(0 <= s <= 1 for s in scores), sklearn.__version__
+
+
+def test_a_model_without_output_trains_on_its_losses(xy):
+    X, y = xy
+    model = netc.compile("""model hand
+input  x[2]
+target y: class[2]
+p = softmax(dense(x, 2))
+loss -sum(onehot(y) * log(p))
+optimizer sgd(lr=0.1)
+train {
+  metrics = accuracy
+}
+""", seed=0)
+    h = model.fit(X, y, epochs=2, validation_split=0.2)       # was "zero-dimensional arrays cannot be concatenated"
+    assert list(h.history) == ["loss", "val_loss", "lr"]
+    assert set(model.evaluate(X, y)) == {"loss"}
+    with pytest.raises(netc.UserError, match="no output"):
+        model.predict(X)
