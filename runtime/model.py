@@ -253,9 +253,15 @@ class Model:
                 outs.append(out)
         return sums / max(len(ds.X), 1), (np.concatenate(outs) if outs else None)
 
-    def evaluate(self, X, y, metrics=None) -> Dict[str, float]:
-        """Loss terms, total loss and metrics on (X, y): the train block's metrics, a list of
-        names, or "all" (every metric that fits the target)."""
+    def evaluate(self, X=None, y=None, metrics=None) -> Dict[str, float]:
+        """Loss terms, total loss and metrics on (X, y) -- with no arrays, on the test part of
+        the train block's `data` and `split` (the part fit() without arrays never sees): the
+        train block's metrics, a list of names, or "all" (every metric that fits the target)."""
+        if X is None and y is None:
+            _, _, test = self.file_data()
+            if len(test.X) == 0:
+                raise FitError(f"{self.file}: the train block's split has no test part; give evaluate(X, y)")
+            X, y = test.X, test.y
         ds = self.prepare(X, y, "data")
         return self.metrics_of(ds, self.all_metrics() if metrics == "all" else metrics)
 

@@ -184,6 +184,7 @@ def test_fit_without_arrays_trains_on_the_files_data_and_split():
     assert h.params["steps"] == -(-len(tr.X) // 32) and len(va.X) == 40
     assert h["val_loss"][-1] == pytest.approx(model.evaluate(va.X, va.y)["loss"], rel=1e-5) \
         or h.restored_epoch is not None
+    assert model.evaluate() == model.evaluate(te.X, te.y) and len(te.X) == 40     # the split's test part
 
 
 def test_stop_none_switches_early_stopping_off_and_no_validation_is_no_crash(xy):
