@@ -168,19 +168,23 @@ def _read_file(path: str) -> Tuple[dict, Dict[str, np.ndarray]]:
         meta = json.loads(arrays.pop(META).tobytes().decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise CheckpointError(f"{path}: {META} is damaged ({e})") from None
-    return _checked(meta, arrays, path)
+    _check_source(meta, path)
+    return meta, _float_arrays(arrays, path)
 
 
-def _checked(meta, arrays, path: str) -> Tuple[dict, Dict[str, np.ndarray]]:
+def _check_source(meta, path: str) -> None:
     if not isinstance(meta, dict) or not isinstance(meta.get("source"), str):
         raise CheckpointError(f"{path}: not a netc checkpoint (model.json has no source)")
     if meta.get("source_sha256") != source_hash(meta["source"]):
         raise CheckpointError(f"{path}: the checkpoint's source does not match its hash")
     check_meta(meta, path)
+
+
+def _float_arrays(arrays, path: str) -> Dict[str, np.ndarray]:
     for k, v in arrays.items():
         if v.dtype.kind != "f":
             raise CheckpointError(f"{path}: array '{k}' has dtype {v.dtype}; a checkpoint holds float arrays")
-    return meta, arrays
+    return arrays
 
 
 def _read(path: str) -> Tuple[dict, Dict[str, np.ndarray]]:
@@ -192,13 +196,12 @@ def _read(path: str) -> Tuple[dict, Dict[str, np.ndarray]]:
     except (OSError, ValueError, RecursionError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else e
         raise CheckpointError(f"{path}: not a readable netc checkpoint ({reason})") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("source"), str):
-        raise CheckpointError(f"{path}: not a netc checkpoint (model.json has no source)")
+    _check_source(meta, path)
     arrays = read_arrays(os.path.join(path, "weights.npz"), CheckpointError,
                          f"{path}: not a readable netc checkpoint (weights.npz: {{reason}})")
     if not isinstance(arrays, dict):
         raise CheckpointError(f"{path}: weights.npz is not a .npz archive")
-    return _checked(meta, arrays, path)
+    return meta, _float_arrays(arrays, path)
 
 
 # ------------------------------------------------------------ the one schema of model.json
@@ -289,7 +292,8 @@ def read(path: str) -> Tuple[dict, Dict[str, np.ndarray]]:
 def resolve(path: str) -> str:
     """A checkpoint directory, or the checkpoint a run directory stands for: its `best` when
     the run used early stopping (those are the weights it ended with), else its `last`."""
-    if _is_file(path) or os.path.exists(os.path.join(path, "model.json")) or os.path.isdir(_sibling(path, "new")) \
+    if _is_file(path) or os.path.exists(os.path.join(path, "model.json")) \
+            or os.path.isdir(_sibling(path, "new")) \
             or os.path.isdir(_sibling(path, "old")):
         return path
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "settings.json")):
