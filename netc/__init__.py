@@ -2,9 +2,13 @@
 
     import netc
     model = netc.compile("examples/moons.net")          # or netc.compile(source_text)
-    history = model.fit(X, y, epochs=50, validation=(Xv, yv))
-    proba = model.predict(X_test)
-    model.save("moons.ckpt"); model = netc.load("moons.ckpt")
+    history = model.fit(X, y, epochs=50, batch_size=32, validation_split=0.2)   # Keras-shaped
+    history.history["val_loss"]
+    proba = model.predict(X_test); model.predict_classes(X_test); model.score(X_test, y_test)
+    model.save("moons.npz"); model = netc.load("moons.npz")
+    clf = netc.NetcClassifier("examples/moons.net", epochs=50).fit(X, y)     # scikit-learn-shaped
+
+docs/python.md describes the API.
 """
 from __future__ import annotations
 
@@ -14,11 +18,14 @@ from netc.dsl import NetcError, UserError
 from netc.runtime import build as _build
 from netc.runtime.data import DataError
 from netc.runtime.diverge import TrainingDiverged
+from netc.runtime.estimator import Estimator, NetcClassifier, NetcRegressor
 from netc.runtime.loop import History
-from netc.runtime.model import Model
+from netc.runtime.model import FitError, Model
+from netc.runtime.settings import EarlyStop
 
 __version__ = "0.1.0"
-__all__ = ["compile", "load", "Model", "History", "NetcError", "UserError", "DataError", "TrainingDiverged"]
+__all__ = ["compile", "load", "Model", "History", "EarlyStop", "Estimator", "NetcClassifier", "NetcRegressor",
+           "NetcError", "UserError", "DataError", "FitError", "TrainingDiverged"]
 
 
 def compile(path_or_source, dtype: str = "float32", seed: Optional[int] = None, disabled_passes=(),

@@ -11,6 +11,9 @@
                   {"epochs", "batch", "done", "rng", "schedule", "best", "best_epoch", "wait",
                    "monitor", "finished", "stopped_epoch"}
 
+A checkpoint may also be ONE `.npz` file (`Model.save("model.npz")`): the arrays above plus
+`meta/model.json`, the metadata as UTF-8 bytes (a uint8 array), written atomically.
+
 Written atomically: the new checkpoint is written (and fsynced) to `.NAME.new` beside it, the
 old one renamed to `.NAME.old`, the new one renamed into place, the old one removed. A
 process killed between the two renames leaves a complete `.NAME.new` (or `.NAME.old`), which
@@ -29,10 +32,11 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from netc.compiler.files import fsync_dir, read_arrays
+from netc.compiler.files import atomic_open, fsync_dir, read_arrays
 from netc.dsl import UserError
 
 FORMAT = 2
+META = "meta/model.json"          # the metadata's member in a one-file checkpoint
 
 
 class CheckpointError(UserError, ValueError):
@@ -77,12 +81,7 @@ def save(model, path: str, training: Optional[dict] = None,
     shutil.rmtree(new, ignore_errors=True)
     os.makedirs(new)
     try:
-        arrays = {f"param/{k}": v for k, v in model.params.items()}
-        arrays.update({f"state/{k}": v for k, v in model.state.items()})
-        if model.scaler is not None:
-            arrays["scaler/mean"], arrays["scaler/std"] = model.scaler
-        if best_params is not None:
-            arrays.update({f"best/{k}": v for k, v in best_params.items()})
+        arrays = _arrays(model, best_params)
         with open(os.path.join(new, "weights.npz"), "wb") as f:
             np.savez(f, **arrays)
             f.flush()
@@ -106,6 +105,30 @@ def save(model, path: str, training: Optional[dict] = None,
         raise
 
 
+def _arrays(model, best_params=None) -> Dict[str, np.ndarray]:
+    arrays = {f"param/{k}": v for k, v in model.params.items()}
+    arrays.update({f"state/{k}": v for k, v in model.state.items()})
+    if model.scaler is not None:
+        arrays["scaler/mean"], arrays["scaler/std"] = model.scaler
+    if best_params is not None:
+        arrays.update({f"best/{k}": v for k, v in best_params.items()})
+    return arrays
+
+
+def save_file(model, path: str) -> None:
+    """Write `model` as ONE .npz file at `path`: its arrays and `meta/model.json`."""
+    arrays = _arrays(model)
+    arrays[META] = np.frombuffer(json.dumps(metadata(model)).encode("utf-8"), np.uint8)
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    with atomic_open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _is_file(path: str) -> bool:
+    return os.path.isfile(path) and str(path).endswith(".npz")
+
+
 def _complete(path: str) -> bool:
     try:
         _read(path)
@@ -122,6 +145,8 @@ def exists(path: str) -> bool:
 
 def recover(path: str) -> None:
     """Put back the newest complete checkpoint when a save was cut short between its renames."""
+    if _is_file(path):
+        return
     if os.path.exists(os.path.join(path, "model.json")):
         return
     for kind in ("new", "old"):
@@ -134,26 +159,49 @@ def recover(path: str) -> None:
             return
 
 
+def _read_file(path: str) -> Tuple[dict, Dict[str, np.ndarray]]:
+    arrays = read_arrays(path, CheckpointError, f"{path}: not a readable netc checkpoint ({{reason}})")
+    if not isinstance(arrays, dict) or META not in arrays:
+        raise CheckpointError(f"{path}: not a netc checkpoint (a .npz file without {META}; "
+                              f"Model.save('....npz') writes one)")
+    try:
+        meta = json.loads(arrays.pop(META).tobytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise CheckpointError(f"{path}: {META} is damaged ({e})") from None
+    _check_source(meta, path)
+    return meta, _float_arrays(arrays, path)
+
+
+def _check_source(meta, path: str) -> None:
+    if not isinstance(meta, dict) or not isinstance(meta.get("source"), str):
+        raise CheckpointError(f"{path}: not a netc checkpoint (model.json has no source)")
+    if meta.get("source_sha256") != source_hash(meta["source"]):
+        raise CheckpointError(f"{path}: the checkpoint's source does not match its hash")
+    check_meta(meta, path)
+
+
+def _float_arrays(arrays, path: str) -> Dict[str, np.ndarray]:
+    for k, v in arrays.items():
+        if v.dtype.kind != "f":
+            raise CheckpointError(f"{path}: array '{k}' has dtype {v.dtype}; a checkpoint holds float arrays")
+    return arrays
+
+
 def _read(path: str) -> Tuple[dict, Dict[str, np.ndarray]]:
+    if _is_file(path):
+        return _read_file(path)
     try:
         with open(os.path.join(path, "model.json"), encoding="utf-8") as f:
             meta = json.load(f)
     except (OSError, ValueError, RecursionError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else e
         raise CheckpointError(f"{path}: not a readable netc checkpoint ({reason})") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("source"), str):
-        raise CheckpointError(f"{path}: not a netc checkpoint (model.json has no source)")
-    if meta.get("source_sha256") != source_hash(meta["source"]):
-        raise CheckpointError(f"{path}: the checkpoint's source does not match its hash")
-    check_meta(meta, path)
+    _check_source(meta, path)
     arrays = read_arrays(os.path.join(path, "weights.npz"), CheckpointError,
                          f"{path}: not a readable netc checkpoint (weights.npz: {{reason}})")
     if not isinstance(arrays, dict):
         raise CheckpointError(f"{path}: weights.npz is not a .npz archive")
-    for k, v in arrays.items():
-        if v.dtype.kind != "f":
-            raise CheckpointError(f"{path}: array '{k}' has dtype {v.dtype}; a checkpoint holds float arrays")
-    return meta, arrays
+    return meta, _float_arrays(arrays, path)
 
 
 # ------------------------------------------------------------ the one schema of model.json
@@ -244,7 +292,8 @@ def read(path: str) -> Tuple[dict, Dict[str, np.ndarray]]:
 def resolve(path: str) -> str:
     """A checkpoint directory, or the checkpoint a run directory stands for: its `best` when
     the run used early stopping (those are the weights it ended with), else its `last`."""
-    if os.path.exists(os.path.join(path, "model.json")) or os.path.isdir(_sibling(path, "new")) \
+    if _is_file(path) or os.path.exists(os.path.join(path, "model.json")) \
+            or os.path.isdir(_sibling(path, "new")) \
             or os.path.isdir(_sibling(path, "old")):
         return path
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "settings.json")):

@@ -12,11 +12,12 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from netc.compiler.optim import OPTIMIZER_ARGS
+from netc.dsl.diagnostics import did_you_mean
 
 from . import data as D
 from . import schedules as S
@@ -27,12 +28,19 @@ from .settings import EarlyStop
 
 @dataclass
 class History:
-    """Per-epoch records: {"epoch", "lr", "train": {...}, "val": {...}, "time"}."""
+    """What `fit` returns, shaped as Keras' History: `history.history` is a dict of lists
+    keyed as Keras keys them (loss, accuracy, ..., the loss terms, val_loss, val_accuracy,
+    ..., lr), `history.epoch` the 0-based indices of the epochs; `history["val_loss"]` one
+    list (the older spellings "val.loss", "train.loss" are accepted; an unknown key raises
+    KeyError with a did-you-mean). `epochs` holds the raw records: {"epoch" (1-based),
+    "lr", "train": {...}, "val": {...}, "time"}."""
     epochs: List[dict] = field(default_factory=list)
     stopped_epoch: Optional[int] = None       # epoch early stopping ended the run at (1-based)
     best_epoch: Optional[int] = None          # epoch whose weights were restored (1-based)
     monitor: Optional[str] = None             # what best_epoch is best at, e.g. "val.loss"
     restored_epoch: Optional[int] = None      # set when the weights of best_epoch were put back
+    params: dict = field(default_factory=dict)                        # Keras': epochs, steps, verbose
+    model: Any = field(default=None, repr=False, compare=False)       # the model that was trained
 
     def summary(self) -> Optional[str]:
         """The early-stopping line: where it stopped and which epoch's weights were restored."""
@@ -40,20 +48,65 @@ class History:
             return None
         best = [e for e in self.epochs if e["epoch"] == self.best_epoch]
         split, _, name = (self.monitor or "val.loss").partition(".")
-        value = f" ({self.monitor} = {best[0][split][name]:.4f})" if best and name in best[0].get(split, {}) else ""
+        value = f" ({keras_key(self.monitor or 'val.loss')} = {best[0][split][name]:.4f})" \
+            if best and name in best[0].get(split, {}) else ""
         head = f"early stopping: stopped at epoch {self.stopped_epoch}" if self.stopped_epoch else \
             "early stopping: ran all epochs"
         if self.restored_epoch is not None:
             return f"{head}; restored the weights of epoch {self.restored_epoch}{value}"
         return f"{head}; the last epoch ({self.best_epoch}) was the best{value}"
 
+    @property
+    def history(self) -> Dict[str, List[float]]:
+        """Keras' dict: each value's list over the epochs, keyed loss, accuracy, ... (training),
+        val_loss, val_accuracy, ... (validation, when there was validation data), lr."""
+        out: Dict[str, List[float]] = {}
+        for rec in self.epochs:
+            for k, v in epoch_logs(rec).items():
+                out.setdefault(k, []).append(v)
+        return out
+
+    @property
+    def epoch(self) -> List[int]:
+        """The epochs' indices, 0-based as Keras' (the epoch line's number is one more)."""
+        return [rec["epoch"] - 1 for rec in self.epochs]
+
     def __getitem__(self, key: str) -> List[float]:
-        """history["val.loss"] -> that value for each epoch."""
-        split, _, name = key.partition(".")
-        return [e[split][name] for e in self.epochs if name in e.get(split, {})]
+        """history["val_loss"] (or "val.loss") -> that value for each epoch."""
+        h = self.history
+        k = keras_key(key)
+        if k in h:
+            return h[k]
+        hint = did_you_mean(k, h)
+        why = "the history has no epochs" if not self.epochs else \
+            "there was no validation data" if k.startswith("val_") and not any("val" in e for e in self.epochs) \
+            else "it has " + ", ".join(h)
+        raise KeyError(f"no '{key}' in the history ({why})" + (f"; {hint}" if hint else ""))
+
+    def __contains__(self, key) -> bool:
+        return isinstance(key, str) and keras_key(key) in self.history
 
     def __len__(self) -> int:
         return len(self.epochs)
+
+
+def keras_key(key: str) -> str:
+    """The Keras spelling of a history or log key: "val.loss" -> "val_loss", "train.loss" or
+    "train_loss" -> "loss", "learning_rate" -> "lr"; others as they are."""
+    split, dot, name = key.partition(".")
+    if dot and split in ("train", "val"):
+        return name if split == "train" else f"val_{name}"
+    if key.startswith("train_"):
+        return key[len("train_"):]
+    return "lr" if key == "learning_rate" else key
+
+
+def epoch_logs(rec: dict) -> Dict[str, float]:
+    """An epoch's record as Keras' flat logs: loss, metrics and loss terms, then val_..., then lr."""
+    logs = dict(rec.get("train", {}))
+    logs.update({f"val_{k}": v for k, v in rec.get("val", {}).items()})
+    logs["lr"] = rec["lr"]
+    return logs
 
 
 @dataclass
@@ -85,15 +138,21 @@ class LoopState:
 Resume = Tuple[LoopState, Optional[dict], List[dict]]
 
 
+SETTINGS = EarlyStop("settings")       # fit(stop=SETTINGS): the train block's early stopping (None: none)
+
+
 def fit(model, train: D.Dataset, val: Optional[D.Dataset], *, epochs=None, batch=None, shuffle=None,
-        callbacks: Optional[List[Callable]] = None, stop: Optional[EarlyStop] = None,
+        callbacks: Optional[list] = None, stop: Optional[EarlyStop] = SETTINGS,
         log: Optional[Callable[[str], None]] = None, run=None, resume: Optional[Resume] = None,
-        progress: Optional[Progress] = None) -> History:
+        progress: Optional[Progress] = None, initial_epoch: int = 0) -> History:
     """Train `model` (a runtime.model.Model) on prepared data sets. `epochs`, `batch` (a
-    number or "full"), `shuffle` and `stop` default to the model's settings; `callbacks` are
-    called as cb(model, record) after each epoch (return True to stop); `run` (a RunDir)
-    checkpoints each epoch; `resume` continues from a run's `last` checkpoint; `progress`
-    shows it (default: `log`, a function of one line, per epoch). Raises TrainingDiverged."""
+    number or "full"), `shuffle` and `stop` (SETTINGS; None: no early stopping) default to the
+    model's settings; `callbacks` are functions called as cb(model, record) after each epoch
+    or Keras-style objects (`on_epoch_end(epoch, logs)`, see `Callbacks`), either stopping the
+    run by returning True; `initial_epoch` (Keras'): the epochs before it count as done, so
+    the run trains epochs initial_epoch+1 .. epochs; `run` (a RunDir) checkpoints each epoch;
+    `resume` continues from a run's `last` checkpoint; `progress` shows it (default: `log`, a
+    function of one line, per epoch). Raises TrainingDiverged."""
     s = model.settings
     if not model.loss_names:
         raise ValueError("the model has no loss to train")
@@ -102,7 +161,7 @@ def fit(model, train: D.Dataset, val: Optional[D.Dataset], *, epochs=None, batch
     n = len(train.X)
     if n == 0:
         raise D.DataError("the training set is empty")
-    stop = stop if stop is not None else s.stop
+    stop = s.stop if stop is SETTINGS else stop
     if stop is not None and stop.monitor.startswith("val.") and val is None:
         raise D.DataError(f"early stopping watches {stop.monitor} but there is no validation data")
     if resume is not None:
@@ -112,7 +171,10 @@ def fit(model, train: D.Dataset, val: Optional[D.Dataset], *, epochs=None, batch
         batch = s.batch if batch is None else (None if batch == "full" else int(batch))
         if batch is not None and batch < 1:
             raise ValueError(f"batch must be 'full' or a number >= 1, got {batch}")
-        st = LoopState(epochs, batch, monitor=stop.monitor if stop else ("val.loss" if val else "train.loss"))
+        st = LoopState(epochs, batch, done=min(int(initial_epoch), epochs),
+                       monitor=stop.monitor if stop else ("val.loss" if val else "train.loss"))
+        if initial_epoch:
+            model.epoch = st.done
         best_saved, records = None, []
     bs = n if st.batch is None else min(st.batch, n)
     shuffle = s.shuffle if shuffle is None else shuffle
@@ -121,7 +183,8 @@ def fit(model, train: D.Dataset, val: Optional[D.Dataset], *, epochs=None, batch
     if resume is not None:
         rng.bit_generator.state = st.rng
         S.restore(sched, st.schedule)
-    history = History(list(records), st.stopped_epoch, st.best_epoch if stop else None, st.monitor)
+    history = History(list(records), st.stopped_epoch, st.best_epoch if stop else None, st.monitor,
+                      model=model)
     if progress is None:
         progress = Progress("lines" if log else "quiet", write=log)
     best_params = None
@@ -132,6 +195,10 @@ def fit(model, train: D.Dataset, val: Optional[D.Dataset], *, epochs=None, batch
         if run is not None:
             run.start(model, st)
     loop = _Epochs(model, train, bs)
+    total = model.epoch - st.done + st.epochs     # the epoch lines count on from the model's epochs so far
+    history.params = {"epochs": total, "steps": -(-n // bs), "batch_size": bs}
+    cbs = Callbacks(callbacks, model)
+    cbs.train_begin()
     art = model.artifact
     art.hold()       # a CUDA artifact keeps params on the device during the fit
     try:
@@ -140,7 +207,8 @@ def fit(model, train: D.Dataset, val: Optional[D.Dataset], *, epochs=None, batch
             t0 = time.perf_counter()
             lr = sched.lr_at(epoch)
             order = rng.permutation(n) if shuffle else None
-            bar = progress.epoch_start(epoch + 1, st.epochs, -(-n // bs))
+            cbs.epoch_begin(model.epoch)
+            bar = progress.epoch_start(model.epoch + 1, total, -(-n // bs))
             terms, out = loop.run(order, lr, epoch)
             if bar is not None:
                 bar.update(-(-n // bs))
@@ -155,8 +223,8 @@ def fit(model, train: D.Dataset, val: Optional[D.Dataset], *, epochs=None, batch
             history.best_epoch = st.best_epoch if stop is not None else None
             history.stopped_epoch = st.stopped_epoch
             sched.observe(rec["val"]["loss"] if "val" in rec else rec["train"]["loss"])
-            progress.epoch_end(rec, st.epochs, bar)
-            if callbacks and any([cb(model, rec) for cb in callbacks]):
+            progress.epoch_end(rec, total, bar)
+            if cbs.epoch_end(rec):
                 st.finished = True
             if st.done >= st.epochs:
                 st.finished = True
@@ -164,6 +232,7 @@ def fit(model, train: D.Dataset, val: Optional[D.Dataset], *, epochs=None, batch
             st.schedule = sched.state_dict()
             if run is not None:
                 run.epoch_end(model, rec, st, best_params, improved)
+        cbs.train_end(history)
     except TrainingDiverged as e:
         e.restored_epoch = st.best_epoch if best_params is not None else None
         raise
@@ -174,6 +243,63 @@ def fit(model, train: D.Dataset, val: Optional[D.Dataset], *, epochs=None, batch
                 model.params[nm] = a
             history.restored_epoch = st.best_epoch
     return history
+
+
+class Callbacks:
+    """The callbacks of one fit. A function is called as cb(model, record) after each epoch;
+    an object as Keras calls its callbacks: `set_model(model)` (or its `model` attribute set)
+    first, then whichever of on_train_begin(logs), on_epoch_begin(epoch, logs),
+    on_epoch_end(epoch, logs) and on_train_end(logs) it has, with 0-based epoch indices and
+    Keras' flat logs (loss, accuracy, val_loss, ..., lr). A callback stops the run by
+    returning True or by setting model.stop_training = True (Keras' way)."""
+
+    HOOKS = ("on_train_begin", "on_epoch_begin", "on_epoch_end", "on_train_end")
+
+    def __init__(self, callbacks, model):
+        self.model = model
+        self.items = list(callbacks or [])
+        for cb in self.items:
+            if not callable(cb) and not any(hasattr(cb, h) for h in self.HOOKS):
+                raise TypeError(f"callback {cb!r} is neither a function cb(model, record) nor an object with "
+                                f"on_epoch_end(epoch, logs)")
+        model.stop_training = False
+        for cb in self._objects():
+            if hasattr(cb, "set_model"):
+                cb.set_model(model)
+            else:
+                try:
+                    cb.model = model
+                except AttributeError:
+                    pass
+
+    def _objects(self):
+        return [cb for cb in self.items if any(hasattr(cb, h) for h in self.HOOKS)]
+
+    def _call(self, hook: str, *args) -> bool:
+        stop = False
+        for cb in self._objects():
+            if hasattr(cb, hook) and getattr(cb, hook)(*args) is True:
+                stop = True
+        return stop
+
+    def train_begin(self) -> None:
+        self._call("on_train_begin", {})
+
+    def epoch_begin(self, epoch: int) -> None:
+        self._call("on_epoch_begin", epoch, {})
+
+    def epoch_end(self, rec: dict) -> bool:
+        """Whether a callback asked to stop after this epoch (`rec["epoch"]` is 1-based)."""
+        stop = False
+        for cb in self.items:
+            if any(hasattr(cb, h) for h in self.HOOKS):
+                stop |= hasattr(cb, "on_epoch_end") and cb.on_epoch_end(rec["epoch"] - 1, epoch_logs(rec)) is True
+            else:
+                stop |= bool(cb(self.model, rec))
+        return stop or bool(getattr(self.model, "stop_training", False))
+
+    def train_end(self, history: History) -> None:
+        self._call("on_train_end", epoch_logs(history.epochs[-1]) if history.epochs else {})
 
 
 def base_lr(model, batch: int) -> float:

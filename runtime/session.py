@@ -20,23 +20,13 @@ from .build import build, read_source
 from .loop import History, LoopState
 from .model import Model
 from .rundir import RunDir, source_changes
-from .settings import TrainSettings, load_data, load_spec
+from .settings import TrainSettings
 
 
 def load_dataset(model: Model, spec: Optional[dict] = None) -> D.Dataset:
-    """The data of `spec` (default: the model's train block), checked against the model;
-    string labels are numbered by the model's class names when it has them."""
-    t = model.ir.target
-    if t is None:
-        raise NetcError.single(f"{model.file}: model '{model.name}' has no target, so it cannot be "
-                               f"trained or evaluated on labelled data")
-    if spec is None and model.settings.data is None:
-        raise NetcError.single(f"{model.file}: the train block names no data",
-                               hint="add `data = ...` to the train block, or give --data")
-    ds = load_spec(spec) if spec is not None else load_data(model.settings)
-    ds = model.remap_classes(ds)
-    width = t.classes if t.kind == "class" else int(np.prod(t.shape))
-    return D.validate(ds, model.ir.input_shape, t.kind, width, ds.name or "data")
+    """The data of `spec` (default: the model's train block), checked against the model
+    (Model.load_dataset)."""
+    return model.load_dataset(spec)
 
 
 def data_hash(ds: D.Dataset) -> str:
@@ -50,8 +40,7 @@ def data_hash(ds: D.Dataset) -> str:
 
 def split(model: Model, ds: D.Dataset):
     """(train, val, test) as the settings cut them (stratified for class targets), unprepared."""
-    s = model.settings
-    return D.split(ds, s.split, s.seed, model.ir.target.kind == "class")
+    return model.split(ds)
 
 
 def prepare_splits(model: Model, parts):

@@ -28,6 +28,16 @@ class EarlyStop:
     mode: str = "min"                # min | max, from the metric
 
 
+def monitor_key(name: str) -> str:
+    """What early stopping watches, as "split.metric": the Keras spellings "val_loss" and
+    "loss" (training) are "val.loss" and "train.loss"."""
+    if "." in name:
+        return name
+    if name.startswith("val_"):
+        return "val." + name[len("val_"):]
+    return "train." + (name[len("train_"):] if name.startswith("train_") else name)
+
+
 @dataclass
 class TrainSettings:
     data: Any = None                 # a StaticCall, a Ref, or None (data given from Python / CLI)
@@ -221,7 +231,7 @@ def early_stop(v, span, model: ModelIR, diag: Collector) -> Optional[EarlyStop]:
             diag.error(v.span_of(k), f"unknown argument '{k}' of early",
                        did_you_mean(k, ["patience", "min_delta", "monitor"]) or "allowed: patience, min_delta")
     mon = v.args[0] if v.args else kw.get("monitor", Ref("val.loss"))
-    mon = mon.name if isinstance(mon, Ref) else str(mon)
+    mon = monitor_key(mon.name if isinstance(mon, Ref) else str(mon))
     split, _, metric = mon.partition(".")
     losses = {"loss"} | {l.name for l in model.losses}
     allowed = sorted(losses | set(M.METRICS))

@@ -130,7 +130,7 @@ train {
     classes = json.loads({p.key: p.value for p in proto.metadata_props}["classes"])
     out = _session(proto).run(None, {"x": X.astype(np.float32)})[0]
     onnx_names = [classes[k] for k in out.argmax(axis=1)]
-    netc_names = [model.classes[k] for k in model.predict_classes(X)]
+    netc_names = list(model.predict_classes(X))          # the class names (string labels)
     assert onnx_names == netc_names
     assert len(set(netc_names)) == 3                  # the classes are really told apart
     np.testing.assert_allclose(out, model.predict(X), rtol=1e-5, atol=1e-5)
