@@ -19,6 +19,7 @@ import numpy as np
 from netc.compiler.optim import OPTIMIZER_ARGS
 
 from . import data as D
+from . import distributed
 from . import schedules as S
 from .diverge import TrainingDiverged, diagnose
 from .progress import Progress
@@ -115,6 +116,9 @@ def fit(model, train: D.Dataset, val: Optional[D.Dataset], *, epochs=None, batch
         st = LoopState(epochs, batch, monitor=stop.monitor if stop else ("val.loss" if val else "train.loss"))
         best_saved, records = None, []
     bs = n if st.batch is None else min(st.batch, n)
+    dp = distributed.runner(model, train, bs)     # under mpiexec: data-parallel epochs, else None
+    if dp is not None and not dp.root:            # rank 0 alone prints and writes the run directory
+        run, progress, log = None, Progress("quiet"), None
     shuffle = s.shuffle if shuffle is None else shuffle
     sched = S.make_schedule(s.schedule[0], base_lr(model, bs), max(st.epochs, 1), **s.schedule[1])
     rng = np.random.default_rng([s.seed, 1])
@@ -124,6 +128,8 @@ def fit(model, train: D.Dataset, val: Optional[D.Dataset], *, epochs=None, batch
     history = History(list(records), st.stopped_epoch, st.best_epoch if stop else None, st.monitor)
     if progress is None:
         progress = Progress("lines" if log else "quiet", write=log)
+    if dp is not None:
+        progress.note(dp.describe())
     best_params = None
     if stop is not None:
         best_params = {nm: np.array(a) for nm, a in (best_saved or {}).items()} or None
@@ -131,7 +137,7 @@ def fit(model, train: D.Dataset, val: Optional[D.Dataset], *, epochs=None, batch
         st.rng, st.schedule = rng.bit_generator.state, sched.state_dict()
         if run is not None:
             run.start(model, st)
-    loop = _Epochs(model, train, bs)
+    loop = dp or _Epochs(model, train, bs)
     art = model.artifact
     art.hold()       # a CUDA artifact keeps params on the device during the fit
     try:
