@@ -267,7 +267,10 @@ def _train_rank(args) -> int:
                               overrides={"epochs": args.epochs, "seed": args.seed, "batch": args.batch, "data": spec},
                               device=args.device)
     job.run = None
-    job.fit(Progress("quiet"))
+    try:
+        job.fit(Progress("quiet"))
+    except distributed.MPIError:
+        return 2            # a bad launch: rank 0 says why
     return 0
 
 

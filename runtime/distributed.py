@@ -22,9 +22,11 @@ fused train step.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from typing import List, Optional
 
 import numpy as np
@@ -57,6 +59,7 @@ def launched_size() -> int:
 
 
 _world: list = []           # [communicator or None], once decided
+_setup_done: list = []
 
 
 def world():
@@ -112,8 +115,11 @@ def setup(threads: Optional[int] = None):
     the cores unless `threads` (--threads) or NETC_THREADS says otherwise, and return the
     communicator; else None."""
     comm = world()
-    if comm is not None and not threads and not os.environ.get("NETC_THREADS", "").strip():
-        configure(threads_per_rank(comm))
+    if comm is not None and not _setup_done:
+        _setup_done.append(True)
+        _record_pid(comm)
+        if not threads and not os.environ.get("NETC_THREADS", "").strip():
+            configure(threads_per_rank(comm))
     return comm
 
 
@@ -130,10 +136,52 @@ def launch(ranks: int, argv: List[str]) -> int:
     if not os.path.exists(mpiexec):
         raise MPIError("--ranks needs mpiexec (pip install 'netc[mpi]' installs MPICH's), on PATH")
     cmd = [mpiexec, "-n", str(ranks), sys.executable, "-m", "netc.cli"] + list(argv)
+    with tempfile.TemporaryDirectory(prefix="netc-ranks-") as pids:
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=dict(os.environ, NETC_RANK_PIDS=pids))
+        tail = b""
+        try:
+            for chunk in iter(lambda: os.read(p.stdout.fileno(), 1 << 16), b""):
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+                tail = (tail + chunk)[-8192:]
+            rc = p.wait()
+        except KeyboardInterrupt:
+            p.wait()
+            return 130
+        if rc != 0:
+            why = died(tail.decode("utf-8", "replace"), pids)
+            if why:
+                print(f"netc: {why}; the job was ended (mpiexec exit status {rc})", file=sys.stderr)
+        return rc
+
+
+def died(text: str, pids: str) -> Optional[str]:
+    """Which rank ended the job, from mpiexec's (MPICH hydra's) report of a bad termination
+    and the pid files the ranks wrote (`NETC_RANK_PIDS`)."""
+    m = re.search(r"PID (\d+) RUNNING AT (\S+)", text)
+    if not m:
+        return None
+    pid, host = m.group(1), m.group(2)
+    how = re.search(r"EXIT CODE: (\d+)", text)
+    sig = re.search(r"EXIT STRING: ([^\n]*)", text)
     try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 130
+        with open(os.path.join(pids, pid)) as f:
+            who = f"rank {int(f.read())}"
+    except (OSError, ValueError):
+        who = "a rank"
+    what = sig.group(1).strip() if sig else (f"exit code {how.group(1)}" if how else "it died")
+    return f"{who} (pid {pid} on {host}) died: {what}"
+
+
+def _record_pid(comm) -> None:
+    """Under `--ranks`: this rank's pid in the launcher's folder, to name a rank that dies."""
+    pids = os.environ.get("NETC_RANK_PIDS")
+    if pids and os.path.isdir(pids):
+        try:
+            with open(os.path.join(pids, str(os.getpid())), "w") as f:
+                f.write(str(comm.Get_rank()))
+        except OSError:
+            pass
 
 
 def without_ranks(argv: List[str]) -> List[str]:
@@ -193,10 +241,12 @@ class DataParallel:
         for a in self.params + self.states:
             comm.Bcast(a, root=0)
         model.step = comm.bcast(model.step, root=0)
+        self.pids = comm.allgather(os.getpid())
 
     def describe(self) -> str:
-        return (f"data parallel: {self.size} ranks (MPI), global batch {self.bs}, gradient buffer "
-                f"{self.grads.size} numbers ({self.grads.nbytes / 1e6:.2f} MB) reduced once per step")
+        return (f"data parallel: {self.size} ranks (MPI; pids {', '.join(map(str, self.pids))}), global batch "
+                f"{self.bs}, gradient buffer {self.grads.size} numbers ({self.grads.nbytes / 1e6:.2f} MB) "
+                f"reduced once per step")
 
     def run(self, order, lr: float, epoch: int):
         """(mean loss terms, outputs of the whole epoch in its order) of one epoch, the same on
