@@ -168,14 +168,15 @@ def grad_leaf_name(param: str) -> str:
     return f"grad_{param}"
 
 
-def split_graphs(model: ModelIR, tg: TrainGraph, rules: Rules, disabled=(), verify_each: bool = False):
+def split_graphs(model: ModelIR, tg: TrainGraph, rules: Optional[Rules], disabled=(), verify_each: bool = False):
     """The train step split in two entry graphs, for data-parallel training (compiled only when
     asked): `grad_step` (the train view's forward and backward: loss terms, output, the
     buffers' updates and one "grad:NAME" output per trainable param, which the code generators
     write into views of one contiguous gradient buffer) and `apply_step` (the optimizer's update
     of params and state, reading each gradient from an `input` leaf `grad_NAME` instead of the
     backward pass). Running one then the other is the fused train_step. Returns ({name: graph},
-    {pass: fired, summed})."""
+    {pass: fired, summed}); `rules` None: no entry pass (the CUDA backend, which schedules what
+    each entry point's outputs need)."""
     G = tg.graph
     trainable = {p.name for p in model.params if p.trainable}
     if not model.losses or not tg.grads:
@@ -201,9 +202,11 @@ def split_graphs(model: ModelIR, tg: TrainGraph, rules: Rules, disabled=(), veri
         A.replace_uses(g, leaf)
     graphs["apply_step"] = A
     for name in SPLIT_ENTRY_POINTS:
+        if rules is None:           # a backend that schedules by itself (CUDA): computes what the outputs need
+            continue
         for k, v in P.run(graphs[name], P.ENTRY, disabled, verify_each, rules).items():
             report[k] = report.get(k, 0) + v
-    bad = [A.node(n)["name"] for n in A.g.nodes if A.op(n) in ("input", "target")
+    bad = [A.node(n)["name"] for n in A.topo(list(A.outputs.values())) if A.op(n) in ("input", "target")
            and A.node(n)["name"] not in ("lr", "step") and not A.node(n)["name"].startswith("grad_")]
     assert not bad, f"the optimizer update reads the batch ({bad}): it cannot be split"
     assert trainable >= set(tg.grads)

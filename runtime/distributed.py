@@ -287,8 +287,12 @@ class DataParallel:
             art.apply_step(dt(lr), step, self.params, self.states, g)
             i += k
         comm.Allreduce(MPI.IN_PLACE, terms, op=MPI.SUM)          # each batch's sums, globally
-        for a in self.buffers:             # batchnorm's running statistics: rank 0's
-            comm.Bcast(a, root=0)
+        art.sync()                         # (a GPU's) params and state into the host arrays
+        if self.buffers:                   # batchnorm's running statistics: rank 0's
+            for a in self.buffers:
+                comm.Bcast(a, root=0)
+            art.release(sync=False)        # a GPU uploads them again at the next step
+            art.hold()
         out = self._gather(outs, parts, n) if outs is not None else None
         bad = ~np.isfinite(terms.sum(axis=1))
         if bad.any():

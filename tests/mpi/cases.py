@@ -31,7 +31,6 @@ CASES = {
     "moons-adam-f64": (variant("moons.net", optimizer="adam(lr=0.01)", epochs=5), "float64"),
     # two losses + l2, Nesterov, a step schedule, early stopping on val.accuracy
     "digits-f32": (variant("digits.net", epochs=3), "float32"),
-    "digits-adam-f64": (variant("digits.net", optimizer="adam(lr=0.003)", epochs=2), "float64"),
     # the CNN without dropout (masks keyed by the index in the rank's batch) and without
     # batchnorm (statistics per rank, like DDP): see docs/distributed.md
     "digits_cnn-adam-f32": (variant("digits_cnn.net", epochs=1, drop=[

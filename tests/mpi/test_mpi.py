@@ -25,7 +25,7 @@ if not os.path.exists(MPIEXEC):
     pytest.skip("mpiexec is not on PATH (pip install 'netc[mpi]' installs MPICH's)", allow_module_level=True)
 
 RUNS = {2: ["moons-sgd-f64", "moons-sgd-f32", "digits-f32", "digits_cnn-adam-f32"],
-        3: ["moons-sgd-f64", "moons-adam-f64", "digits-adam-f64"]}
+        3: ["moons-sgd-f64", "moons-adam-f64"]}
 TOL = {"float32": 1e-5, "float64": 1e-10}
 
 
@@ -101,7 +101,8 @@ def test_sigkill_then_resume(tmp_path):
     src = tmp_path / "moons_long.net"
     text = (EXAMPLES / "moons.net").read_text()
     text = "\n".join(l for l in text.splitlines() if not l.strip().startswith("stop"))
-    src.write_text(text.replace("epochs  = 300", "epochs  = 150"))
+    # few steps per epoch (batch 200: 7), so that the job is short, yet killed mid-run
+    src.write_text(text.replace("epochs  = 300", "epochs  = 60").replace("batch   = 32", "batch   = 200"))
     run = tmp_path / "run"
     p = _netc("train", str(src), "--ranks", "2", "--dtype", "float64", "--quiet", "--out", str(run))
     metrics = run / "metrics.jsonl"
@@ -119,7 +120,7 @@ def test_sigkill_then_resume(tmp_path):
     assert p.returncode != 0
     assert f"rank 1 (pid {pid}" in err, err
     done = len(metrics.read_text().splitlines())
-    assert 3 <= done < 150
+    assert 3 <= done < 60
     r = subprocess.run([sys.executable, "-m", "netc.cli", "train", "--resume", str(run), "--ranks", "3", "--quiet"],
                        capture_output=True, text=True, timeout=300, env=_env())
     assert r.returncode == 0, r.stdout + r.stderr
@@ -128,15 +129,15 @@ def test_sigkill_then_resume(tmp_path):
     job = session.new_job(str(src), dtype="float64", run_dir=False)
     job.fit(None)
     resumed = netc.load(str(run))
-    assert resumed.epoch == 150
+    assert resumed.epoch == 60
     for k, v in job.model.params.items():
         np.testing.assert_allclose(resumed.params[k], v, rtol=0, atol=1e-10, err_msg=k)
 
 
 def test_bad_launch_exits_2(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "netc.cli", "train", str(EXAMPLES / "xor.net"), "--ranks", "5",
-                        "--batch", "4", "--epochs", "1", "--quiet", "--out", str(tmp_path / "r")],
+    r = subprocess.run([sys.executable, "-m", "netc.cli", "train", str(EXAMPLES / "xor.net"), "--ranks", "3",
+                        "--batch", "2", "--epochs", "1", "--quiet", "--out", str(tmp_path / "r")],
                        capture_output=True, text=True, timeout=120, env=_env())
     assert r.returncode == 2, r.stdout + r.stderr
-    assert "5 ranks but a global batch of 4" in r.stderr
-    assert r.stderr.count("global batch of 4") == 1          # rank 0 alone says it
+    assert "3 ranks but a global batch of 2" in r.stderr
+    assert r.stderr.count("global batch of 2") == 1          # rank 0 alone says it
