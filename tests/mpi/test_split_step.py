@@ -75,8 +75,8 @@ def run_both(name, dtype, device="cpu", steps=4, n=16):
     return pa + sa, pb + sb
 
 
-@pytest.mark.parametrize("name", list(CASES))
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name,dtype", [("moons", "float32"), ("moons", "float64"), ("moons-adam", "float64"),
+                                        ("digits", "float32"), ("spiral", "float64"), ("digits_cnn-sgd", "float64")])
 def test_split_equals_fused_cpu(name, dtype):
     fused, split = run_both(name, dtype)
     tol = 1e-6 if dtype == "float32" else 1e-13
