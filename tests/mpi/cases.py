@@ -36,6 +36,10 @@ CASES = {
     "digits_cnn-adam-f32": (variant("digits_cnn.net", epochs=1, drop=[
         ("dropout(flatten(b), 0.3)", "flatten(b)"), ("relu(batchnorm(conv2d(a, 32, 3, pad=1)))", "relu(conv2d(a, 32, 3, pad=1))")]),
         "float32"),
+    # batchnorm: per-rank batch statistics (not the single-process run's), running statistics
+    # broadcast from rank 0: dp_cases.py checks that every rank ends with the same params
+    "moons-bn": (variant("moons.net", epochs=3, drop=[("tanh(dense(x, 16))", "tanh(batchnorm(dense(x, 16)))")]),
+                 "float32"),
 }
 
 
