@@ -184,8 +184,8 @@ def _warnings(model) -> None:
 
 def cmd_train(args) -> int:
     _check_passes(args.no_pass)
-    if args.ranks is not None and (args.ranks != 1 or distributed.launched_size() > 1):
-        return distributed.launch(args.ranks, distributed.without_ranks(args.argv))
+    if args.ranks is not None and args.ranks != 1 and distributed.launched_size() <= 1:
+        return distributed.launch(args.ranks, distributed.without_ranks(args.argv))    # (under mpiexec: a rank)
     if args.threads is not None:
         if args.threads < 1:
             raise NetcError.single("--threads must be at least 1")
