@@ -11,7 +11,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from cases import CASES, fit_case  # noqa: E402
+from mpi_cases import CASES, fit_case  # noqa: E402
 
 from netc.runtime import distributed  # noqa: E402
 
