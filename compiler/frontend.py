@@ -54,11 +54,14 @@ def check(program: A.Program, disabled=(), verify_each: bool = False) -> Checked
 
 
 def lower(checked: Checked, device: Optional[str] = "cpu", dtype: str = "float32",
-          threads: Optional[int] = None) -> CompiledModel:
+          threads: Optional[int] = None, split: bool = False) -> CompiledModel:
     """Compile what was checked for a device ("cpu", "cuda", "auto", or None for the train
-    block's `device`): returns the backend's CompiledModel."""
+    block's `device`): returns the backend's CompiledModel. `split`: also the entry points
+    grad_step and apply_step (data-parallel training), generated only when asked."""
     assert dtype in DTYPES, dtype
     name = "cpu" if device == "cpu" else backend.select(device, checked.model, checked.source)
+    if split:
+        return backend.get(name).compile(checked, dtype, threads, split=True)
     return backend.get(name).compile(checked, dtype, threads)
 
 

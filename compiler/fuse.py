@@ -248,11 +248,12 @@ def _readers(G: Graph, leaf: int) -> List[int]:
 
 
 def entry_roots(G: Graph):
-    """An entry graph's outputs as (losses, returns, assigns): "loss:NAME" terms, "output",
-    and "update:LEAF" values (leaf node, value node)."""
+    """An entry graph's outputs as (losses, returns, assigns): "loss:NAME" terms, "output"
+    (then grad_step's "grad:NAME" gradients), and "update:LEAF" values (leaf node, value node)."""
     leaves = {G.node(n)["name"]: n for n in G.g.nodes if G.op(n) in ("param", "state")}
     losses = [n for k, n in G.outputs.items() if k.startswith("loss:")]
     returns = [G.outputs["output"]] if "output" in G.outputs else []
+    returns += [n for k, n in G.outputs.items() if k.startswith("grad:")]
     assigns = [(leaves[k.split(":", 1)[1]], n) for k, n in G.outputs.items() if k.startswith("update:")]
     return losses, returns, assigns
 

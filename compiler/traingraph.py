@@ -33,6 +33,7 @@ class TrainGraph:
     graph: Graph
     states: List[StateInfo]
     report: Dict[str, int]
+    grads: Dict[str, int] = field(default_factory=dict)     # trainable param -> its gradient node
 
 
 @dataclass
@@ -71,10 +72,14 @@ def build(model: ModelIR, disabled=(), verify_each: bool = False) -> TrainGraph:
         name, args, _ = model.optimizer
         for sname, node, pname in add_update(G, name, args, grads):
             states.append(StateInfo(sname, pname, G.attrs(node)["init"]))
+        for p in model.params:
+            if p.trainable:
+                G.outputs[f"grad:{p.name}"] = grads[p.node]      # followed through the passes, then kept aside
     report.update(P.run(G, P.GRAPH, disabled, verify_each))
     if verify_each:
         verify(G)
-    return TrainGraph(forward, G, states, report)
+    kept = {k.split(":", 1)[1]: G.outputs.pop(k) for k in list(G.outputs) if k.startswith("grad:")}
+    return TrainGraph(forward, G, states, report, kept)
 
 
 ENTRY_POINTS = ("train_step", "evaluate", "predict")
@@ -152,3 +157,97 @@ def functions(model: ModelIR, G: Graph, states: List[StateInfo], graphs: Optiona
         fns.append(Function(name, args, losses=losses, returns=returns,
                             assigns=assigns if name == "train_step" else [], graph=E))
     return fns
+
+
+# ------------------------------------------------------------------ the split step (data parallel)
+SPLIT_ENTRY_POINTS = ("grad_step", "apply_step")
+
+
+def grad_leaf_name(param: str) -> str:
+    """The name of apply_step's gradient argument of `param` (arg_name: in_grad_NAME)."""
+    return f"grad_{param}"
+
+
+def split_graphs(model: ModelIR, tg: TrainGraph, rules: Optional[Rules], disabled=(), verify_each: bool = False):
+    """The train step split in two entry graphs, for data-parallel training (compiled only when
+    asked): `grad_step` (the train view's forward and backward: loss terms, output, the
+    buffers' updates and one "grad:NAME" output per trainable param, which the code generators
+    write into views of one contiguous gradient buffer) and `apply_step` (the optimizer's update
+    of params and state, reading each gradient from an `input` leaf `grad_NAME` instead of the
+    backward pass). Running one then the other is the fused train_step. Returns ({name: graph},
+    {pass: fired, summed}); `rules` None: no entry pass (the CUDA backend, which schedules what
+    each entry point's outputs need)."""
+    G = tg.graph
+    trainable = {p.name for p in model.params if p.trainable}
+    if not model.losses or not tg.grads:
+        return {}, {}
+    updates = {k: v for k, v in G.outputs.items() if k.startswith("update:")}
+    to_apply = {k: v for k, v in updates.items() if k.split(":", 1)[1] not in
+                {p.name for p in model.params if not p.trainable}}
+    keep = {k: v for k, v in G.outputs.items() if k.startswith("loss:") or k == "output"}
+    keep.update({k: v for k, v in updates.items() if k not in to_apply})      # buffers: batchnorm's statistics
+    keep.update({f"grad:{name}": g for name, g in tg.grads.items()})
+    graphs, report = {}, {}
+    E = G.cut("grad_step", keep)
+    view(E, "train_step")
+    graphs["grad_step"] = E
+    A = G.cut("apply_step", to_apply)
+    view(A, "train_step")
+    done = set()
+    for name, g in tg.grads.items():
+        if g in done or A.op(g) in ("input", "target", "param", "state"):
+            continue                # a gradient that is a leaf itself: apply_step reads that leaf
+        done.add(g)
+        leaf = A.leaf("input", grad_leaf_name(name), A.shape(g), A.node(g)["dtype"])
+        A.replace_uses(g, leaf)
+    graphs["apply_step"] = A
+    for name in SPLIT_ENTRY_POINTS:
+        if rules is None:           # a backend that schedules by itself (CUDA): computes what the outputs need
+            continue
+        for k, v in P.run(graphs[name], P.ENTRY, disabled, verify_each, rules).items():
+            report[k] = report.get(k, 0) + v
+    bad = [A.node(n)["name"] for n in A.topo(list(A.outputs.values())) if A.op(n) in ("input", "target")
+           and A.node(n)["name"] not in ("lr", "step") and not A.node(n)["name"].startswith("grad_")]
+    assert not bad, f"the optimizer update reads the batch ({bad}): it cannot be split"
+    assert trainable >= set(tg.grads)
+    return graphs, report
+
+
+def grad_layout(model: ModelIR) -> List[Tuple[str, int, tuple]]:
+    """The contiguous gradient buffer of the split step: (param, offset, shape) of each
+    trainable param, in the params' order."""
+    out, off = [], 0
+    for p in model.params:
+        if p.trainable:
+            shape = tuple(int(d) for d in p.shape)
+            out.append((p.name, off, shape))
+            n = 1
+            for d in shape:
+                n *= d
+            off += n
+    return out
+
+
+def split_functions(model: ModelIR, G: Graph, states: List[StateInfo], grads: Dict[str, int],
+                    graphs: Dict[str, Graph]) -> List[Function]:
+    """The split step's entry points, given their graphs (`split_graphs`): grad_step(x, y, lr,
+    step, params...) writes the loss terms, returns the output and each trainable param's
+    gradient (in the params' order) and updates the buffers; apply_step(lr, step, params...,
+    states..., grads...) updates params and state in place."""
+    if not graphs:
+        return []
+    leaf = {G.node(n)["name"]: n for n in G.g.nodes if G.op(n) in ("input", "target", "param", "state")}
+    params = [p.node for p in model.params]
+    y = [model.target.node] if model.target is not None else []
+    E, A = graphs["grad_step"], graphs["apply_step"]
+    returns = ([E.outputs["output"]] if "output" in E.outputs else []) + [E.outputs[f"grad:{n}"] for n in grads]
+    _, _, assigns = entry_roots(E)
+    grad_step = Function("grad_step", [model.input_node] + y + [leaf["lr"], leaf["step"]] + params,
+                         losses=[E.outputs[f"loss:{l.name}"] for l in model.losses], returns=returns,
+                         assigns=assigns, graph=E)
+    gleaf = {A.node(n)["name"]: n for n in A.g.nodes if A.op(n) == "input"}
+    gargs = [gleaf.get(grad_leaf_name(n), -1 - k) for k, n in enumerate(grads)]    # -k: unused (a leaf gradient)
+    _, _, assigns = entry_roots(A)
+    apply_step = Function("apply_step", [leaf["lr"], leaf["step"]] + params + [leaf[s.name] for s in states] + gargs,
+                          assigns=assigns, graph=A)
+    return [grad_step, apply_step]

@@ -25,7 +25,7 @@ from netc.compiler.threads import configure, describe
 from netc.dsl import NetcError, UserError, parse
 from netc.dsl.ast import NO_SPAN
 from netc.dsl.diagnostics import render
-from netc.runtime import checkpoint, session
+from netc.runtime import checkpoint, distributed, session
 from netc.runtime.build import check_memory, check_source, read_source, size_text
 from netc.runtime.diverge import TrainingDiverged
 from netc.runtime.plots import plot_run
@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--verbose", action="store_true", help="print the time of each compiler stage, the rewrites "
                    "that fired and the thread counts")
     t.add_argument("--threads", type=int, metavar="N", help="BLAS threads (default: the cores not kept busy by others)")
+    t.add_argument("--ranks", type=int, metavar="N", help="train data-parallel on N MPI ranks: runs this command "
+                   "under `mpiexec -n N` (or start it so yourself); needs netc[mpi]")
     t.add_argument("--device", choices=["cpu", "cuda", "auto"], default=None,
                    help="where to train: cpu, cuda (an NVIDIA GPU), auto (the GPU when there is one); "
                         "default: the train block's `device`, else cpu")
@@ -120,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]      # for --ranks: the same command under mpiexec
     # netc reports non-finite values itself (data checks, divergence), in words
     warnings.filterwarnings("ignore", category=RuntimeWarning)
     try:
@@ -190,10 +193,15 @@ def _warnings(model) -> None:
 
 def cmd_train(args) -> int:
     _check_passes(args.no_pass)
+    if args.ranks is not None and args.ranks != 1 and distributed.launched_size() <= 1:
+        return distributed.launch(args.ranks, distributed.without_ranks(args.argv))    # (under mpiexec: a rank)
     if args.threads is not None:
         if args.threads < 1:
             raise NetcError.single("--threads must be at least 1")
         configure(args.threads)
+    comm = distributed.setup(args.threads)      # under mpiexec: one rank of a data-parallel run
+    if comm is not None and comm.Get_rank() != 0:
+        return _train_rank(args)
     if args.tensorboard:
         TensorBoardLog.writer_class()       # missing: exit 2 before any run directory is made
     if args.resume:
@@ -257,6 +265,27 @@ def cmd_train(args) -> int:
             print(f"saved to {args.save}")
     if args.json:
         print(json.dumps(results))
+    return 0
+
+
+def _train_rank(args) -> int:
+    """A data-parallel run's rank other than 0: the same job, nothing printed or written (rank 0
+    prints, writes the run directory and checkpoints)."""
+    sys.stdout = open(os.devnull, "w")
+    if args.resume:
+        job = session.resume_job(args.resume, args.file, epochs=args.epochs, given={
+            "seed": args.seed, "batch": args.batch, "data": args.data, "label": args.label, "dtype": args.dtype,
+            "no_pass": args.no_pass, "out": args.out}, write=False)
+    else:
+        spec = parse_data_arg(args.data, args.label) if args.data else None
+        job = session.new_job(args.file, dtype=args.dtype, disabled=args.no_pass, run_dir=False,
+                              overrides={"epochs": args.epochs, "seed": args.seed, "batch": args.batch, "data": spec},
+                              device=args.device)
+    job.run = None
+    try:
+        job.fit(Progress("quiet"))
+    except distributed.MPIError:
+        return 2            # a bad launch: rank 0 says why
     return 0
 
 

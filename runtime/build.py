@@ -18,7 +18,7 @@ from netc.compiler import frontend
 from netc.dsl import NetcError, parse
 from netc.dsl.parser import decode
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .model import Model
 from .settings import TrainSettings, resolve
 
@@ -89,7 +89,8 @@ def build(source: str, file: str = "<string>", *, dtype: str = "float32", device
     problem of the file."""
     checked = frontend.check(parse(source, file), tuple(disabled))
     check_memory(checked, dtype, resolve(checked.model, file, source).batch)
-    compiled = frontend.lower(checked, device=device, dtype=dtype)
+    # under mpiexec with several ranks: with the split train step of data-parallel training
+    compiled = frontend.lower(checked, device=device, dtype=dtype, split=distributed.active())
     return Model(compiled, resolve(compiled.model, file, source), file, source, seed)
 
 

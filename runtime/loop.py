@@ -20,6 +20,7 @@ from netc.compiler.optim import OPTIMIZER_ARGS
 from netc.dsl.diagnostics import did_you_mean
 
 from . import data as D
+from . import distributed
 from . import schedules as S
 from .diverge import TrainingDiverged, diagnose
 from .progress import Progress
@@ -177,6 +178,9 @@ def fit(model, train: D.Dataset, val: Optional[D.Dataset], *, epochs=None, batch
             model.epoch = st.done
         best_saved, records = None, []
     bs = n if st.batch is None else min(st.batch, n)
+    dp = distributed.runner(model, train, bs)     # under mpiexec: data-parallel epochs, else None
+    if dp is not None and not dp.root:            # rank 0 alone prints and writes the run directory
+        run, progress, log = None, Progress("quiet"), None
     shuffle = s.shuffle if shuffle is None else shuffle
     sched = S.make_schedule(s.schedule[0], base_lr(model, bs), max(st.epochs, 1), **s.schedule[1])
     rng = np.random.default_rng([s.seed, 1])
@@ -187,6 +191,8 @@ def fit(model, train: D.Dataset, val: Optional[D.Dataset], *, epochs=None, batch
                       model=model)
     if progress is None:
         progress = Progress("lines" if log else "quiet", write=log)
+    if dp is not None:
+        progress.note(dp.describe())
     best_params = None
     if stop is not None:
         best_params = {nm: np.array(a) for nm, a in (best_saved or {}).items()} or None
@@ -194,7 +200,7 @@ def fit(model, train: D.Dataset, val: Optional[D.Dataset], *, epochs=None, batch
         st.rng, st.schedule = rng.bit_generator.state, sched.state_dict()
         if run is not None:
             run.start(model, st)
-    loop = _Epochs(model, train, bs)
+    loop = dp or _Epochs(model, train, bs)
     total = model.epoch - st.done + st.epochs     # the epoch lines count on from the model's epochs so far
     history.params = {"epochs": total, "steps": -(-n // bs), "batch_size": bs}
     cbs = Callbacks(callbacks, model)

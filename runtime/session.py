@@ -123,7 +123,7 @@ def _same_source(file: str, source: str, path: str, doc: dict) -> None:
                  f"or start a new run without --resume")
 
 
-def _restart(rd: RunDir, doc: dict, file: Optional[str], path: str) -> Job:
+def _restart(rd: RunDir, doc: dict, file: Optional[str], path: str, write: bool = True) -> Job:
     """A run killed before its first checkpoint was complete: nothing was trained, so the run
     starts again in its directory from its own copy of the source and its settings (the same
     seed gives the same initial params)."""
@@ -147,7 +147,8 @@ def _restart(rd: RunDir, doc: dict, file: Optional[str], path: str) -> Job:
     if data_hash(ds) != doc.get("data", {}).get("sha256"):
         raise D.DataError(f"{ds.name}: the data differs from the data the run in {path} started with; "
                           f"resuming needs the same data")
-    rd.truncate(0)
+    if write:
+        rd.truncate(0)
     return Job(model, train, val, test, rd, None, compile_s,
                [f"the run in {path} was stopped before its first checkpoint was complete; starting it again"])
 
@@ -156,11 +157,12 @@ RESUME_FIXED = ("seed", "batch", "data", "dtype", "no_pass", "out")
 
 
 def resume_job(path: str, file: Optional[str] = None, *, epochs: Optional[int] = None,
-               given: Optional[dict] = None) -> Job:
+               given: Optional[dict] = None, write: bool = True) -> Job:
     """Continue the run in `path` from its `last` checkpoint: the same source, settings, data,
     params, optimizer and schedule state, shuffle generator and early-stopping state, so that
     it ends exactly where the uninterrupted run would. `file`, when given, must hold the same
-    model (comments and blank lines aside). `epochs` may extend a run."""
+    model (comments and blank lines aside). `epochs` may extend a run. `write` false (a
+    data-parallel run's ranks but 0): read the run directory, change nothing in it."""
     rd = RunDir(path)
     for k, v in (given or {}).items():
         if v not in (None, False, [], ()):
@@ -168,7 +170,7 @@ def resume_job(path: str, file: Optional[str] = None, *, epochs: Optional[int] =
                                    f"its settings", hint="start a new run to change them")
     doc = rd.read_settings()
     if not rd.has_checkpoint() and not rd.records():
-        job = _restart(rd, doc, file, path)
+        job = _restart(rd, doc, file, path, write)
         if epochs is not None:
             job.model.settings.epochs = epochs
         return job
@@ -201,7 +203,7 @@ def resume_job(path: str, file: Optional[str] = None, *, epochs: Optional[int] =
             st.epochs, st.finished = epochs, st.done >= epochs
             model.settings.epochs = epochs
             notes.append(f"the run now has {epochs} epochs")
-    records = rd.truncate(st.done)
+    records = rd.truncate(st.done) if write else rd.records(st.done)
     if st.finished:
         why = f"early stopping ended it at epoch {st.stopped_epoch}" if st.stopped_epoch else \
             f"it ran all {st.epochs} epochs"

@@ -1,4 +1,5 @@
-"""Every generated kernel (the six examples' train_step, evaluate and predict, float32) and
+"""Every generated kernel (the examples' train_step, evaluate and predict, and the split step's
+grad_step and apply_step of data-parallel training, float32) and
 every hand-written kernel variant compiles to PTX for compute capability 9.0 with
 numba.cuda.compile_ptx — no GPU needed. Runs in a subprocess: this directory's tests use the
 simulator, whose numba.cuda cannot compile."""
@@ -14,12 +15,14 @@ SCRIPT = textwrap.dedent("""
     from numba import cuda
     from netc.compiler.backend.cuda import kernels as K
     from netc.compiler.cache import load_module
-    from netc.compiler.frontend import check, kernels_source
+    from netc.compiler import backend
+    from netc.compiler.frontend import check
     from netc.dsl import parse
     assert not K.SIM, "the PTX check must not run on the simulator"
     todo, seen = [], set()
     for path in sorted(glob.glob(os.path.join(sys.argv[1], "examples", "*.net"))):
-        module = load_module(kernels_source(check(parse(open(path).read(), path)), "cuda", "float32"))
+        checked = check(parse(open(path).read(), path))
+        module = load_module(backend.get("cuda").source(checked, "float32", split=True))
         for name, sig in module.KERNELS:
             fn = getattr(module, name).py_func
             key = (fn.__code__.co_code, fn.__code__.co_consts, fn.__code__.co_names, sig)

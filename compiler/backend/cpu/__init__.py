@@ -10,7 +10,7 @@ from ...cache import load_module
 from ...ir import Graph
 from ...threads import configure
 from ...traingraph import entry_graphs as _entry_graphs
-from ...traingraph import functions
+from ...traingraph import functions, split_functions, split_graphs
 from .artifact import Artifact
 from .codegen import generate
 from .lowering import LOWERINGS, RULES, fuse_elementwise, schedule  # noqa: F401  (the table, rules)
@@ -24,32 +24,41 @@ def entry_graphs(checked) -> Tuple[Dict[str, Graph], Dict[str, int]]:
     return _entry_graphs(checked.model, checked.train.graph, RULES, checked.disabled, checked.verify_each)
 
 
-def _source(checked, dtype: str, graphs: Dict[str, Graph]) -> str:
+def _source(checked, dtype: str, graphs: Dict[str, Graph], split: Dict[str, Graph] = None) -> str:
     model, tg = checked.model, checked.train
     header = f"model '{model.name}', backend cpu, {dtype}"
-    return generate(tg.graph, functions(model, tg.graph, tg.states, graphs), dtype, header)
+    fns = functions(model, tg.graph, tg.states, graphs)
+    fns += split_functions(model, tg.graph, tg.states, tg.grads, split or {})
+    return generate(tg.graph, fns, dtype, header)
 
 
-def source(checked, dtype: str = "float32") -> str:
-    """The generated source, without importing or compiling it."""
+def source(checked, dtype: str = "float32", split: bool = False) -> str:
+    """The generated source, without importing or compiling it (`split`: with grad_step and
+    apply_step, the split train step of data-parallel training)."""
     graphs, _ = entry_graphs(checked)
-    return _source(checked, dtype, graphs)
+    return _source(checked, dtype, graphs, _split_graphs(checked)[0] if split else None)
 
 
-def compile(checked, dtype: str = "float32", threads: Optional[int] = None) -> Artifact:
-    """Entry graphs, generated source, the imported module: the CPU's CompiledModel."""
+def _split_graphs(checked):
+    return split_graphs(checked.model, checked.train, RULES, checked.disabled, checked.verify_each)
+
+
+def compile(checked, dtype: str = "float32", threads: Optional[int] = None, split: bool = False) -> Artifact:
+    """Entry graphs, generated source, the imported module: the CPU's CompiledModel. `split`:
+    also grad_step and apply_step (data-parallel training; `Artifact.grad_step`)."""
     model, tg = checked.model, checked.train
     t, report = dict(checked.timings), dict(tg.report)
     t0 = time.perf_counter()
     graphs, entry_report = entry_graphs(checked)
     report.update(entry_report)
+    sgraphs = _split_graphs(checked)[0] if split else {}
     t["entry passes"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    src = _source(checked, dtype, graphs)
+    src = _source(checked, dtype, graphs, sgraphs)
     t["codegen"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     module = load_module(src, "cpu", model.name)
     t["cache/import"] = time.perf_counter() - t0
     chosen = configure(threads)
     return Artifact(model, tg.forward, tg.graph, dtype, tg.states, src, module,
-                    [l.name for l in model.losses], report, t, graphs, chosen)
+                    [l.name for l in model.losses], report, t, {**graphs, **sgraphs}, chosen)

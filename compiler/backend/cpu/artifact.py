@@ -1,6 +1,7 @@
 """The CPU's compiled model: the runtime's entry points over the imported @njit module."""
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List
@@ -10,7 +11,7 @@ import numpy as np
 from ...cache import seal
 from ...values import ModelIR
 from ...ir import Graph
-from ...traingraph import StateInfo
+from ...traingraph import SPLIT_ENTRY_POINTS, StateInfo, grad_layout
 from .codegen import is_planned
 
 
@@ -33,8 +34,11 @@ class Artifact:
     threads: Dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self):
-        self._calls = {name: _caller(self, name) for name in self.entries}
+        self._calls = {name: (_split_caller if name in SPLIT_ENTRY_POINTS else _caller)(self, name)
+                       for name in self.entries}
         self._called: set = set()           # entry points past their first call
+        self.grad_layout = grad_layout(self.model) if "grad_step" in self.entries else []
+        self.grad_size = sum(math.prod(shape) for _, _, shape in self.grad_layout)
 
     def _call(self, name: str, args: tuple):
         """First call of an entry point: Numba compiles it (or loads it from its cache) -- time
@@ -81,6 +85,18 @@ class Artifact:
             self.train_step(Xe[i:i + batch], Ye[i:i + batch], lr, dt(step0 + j + 1), params, states, terms[j],
                             None if outs is None else outs[i:i + batch])
         return terms, outs
+
+    # The split step (compiled with `split=True`, for data-parallel training): grad_step then
+    # apply_step is train_step.
+    def grad_step(self, x, y, step, params: list, grads, losses, out=None):
+        """Forward and backward of one batch: each trainable param's gradient into its part of
+        the contiguous 1-D buffer `grads` (`grad_layout`), the loss terms into `losses`, the
+        buffers (batchnorm's statistics) updated in place; returns the output batch."""
+        return self._call("grad_step", (x, y, step, params, grads, losses, out))
+
+    def apply_step(self, lr, step, params: list, states: list, grads) -> None:
+        """The optimizer's update of `params` and `states`, in place, from the buffer `grads`."""
+        return self._call("apply_step", (lr, step, params, states, grads))
 
     def evaluate(self, x, y, params: list, losses):
         """Loss terms into `losses`; returns the output batch."""
@@ -171,3 +187,63 @@ def _caller(art: "Artifact", name: str):
         return _generic(x, (), tuple(params))
 
     return predict
+
+
+def _split_caller(art: "Artifact", name: str):
+    """The caller of grad_step or apply_step: the gradients are views of the caller's one
+    contiguous buffer (made once per buffer), passed as the generated function's out arrays
+    (grad_step) or gradient arguments (apply_step)."""
+    E = art.entries[name]
+    jit = getattr(art.module, name)
+    dt = np.dtype(art.dtype)
+    has_y = art.model.target is not None
+    planned = is_planned(E)
+    out_node = E.outputs.get("output") if name == "grad_step" else None
+    rest = tuple(E.shape(out_node)[1:]) if out_node is not None else None
+    size = (0, 0)
+    if planned and E.memplan.slots:
+        size = E.memplan.layout()[1]
+    arenas: Dict[int, tuple] = {}
+    views: Dict[int, tuple] = {}
+    layout = grad_layout(art.model)
+
+    def arena(B):
+        if not (planned and E.memplan.slots):
+            return ()
+        got = arenas.get(B)
+        if got is None:
+            if len(arenas) >= ARENAS_KEPT:
+                arenas.pop(next(iter(arenas)))
+            got = arenas[B] = (np.empty(max(size[0] * B + size[1], 1), dt),)
+        return got
+
+    def grad_views(grads):
+        got = views.get(id(grads))
+        if got is None or got[0] is not grads:
+            if len(views) >= ARENAS_KEPT:
+                views.pop(next(iter(views)))
+            got = views[id(grads)] = (grads, tuple(grads[o:o + math.prod(s)].reshape(s) for _, o, s in layout))
+        return got[1]
+
+    if name == "grad_step":
+        def grad_step(x, y, step, params, grads, losses, out=None):
+            gv = grad_views(grads)
+            ys = (y,) if has_y else ()
+            if out is None and rest is not None:
+                out = np.empty((x.shape[0],) + rest, dt)
+            outs = ((out,) if rest is not None else ()) + gv
+            if planned:
+                r = jit(x, *ys, dt.type(0), step, *params, losses, *outs, *arena(x.shape[0]))
+            else:
+                r = jit(x, *ys, dt.type(0), step, *params, losses)
+            if r is not None:       # unplanned: every return; planned: all of them when one is a scalar
+                r = r if isinstance(r, tuple) else (r,)
+                for dst, v in zip(outs, r):
+                    if dst is not v:
+                        dst[...] = v
+            return out
+        return grad_step
+
+    def apply_step(lr, step, params, states, grads):
+        jit(lr, step, *params, *states, *grad_views(grads), *arena(0))
+    return apply_step

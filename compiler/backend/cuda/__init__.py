@@ -9,7 +9,7 @@ from importlib.metadata import version
 from typing import Optional
 
 from ...cache import load_module
-from ...traingraph import ENTRY_POINTS, functions, view
+from ...traingraph import ENTRY_POINTS, functions, split_functions, split_graphs, view
 from .artifact import CudaArtifact
 from .codegen import generate
 from .lowering import LOWERINGS, RULES  # noqa: F401  (the backend's table and rules)
@@ -17,7 +17,7 @@ from .lowering import LOWERINGS, RULES  # noqa: F401  (the backend's table and r
 NAME = "cuda"
 
 
-def source(checked, dtype: str = "float32") -> str:
+def source(checked, dtype: str = "float32", split: bool = False) -> str:
     """The CUDA module's source. Of the entry passes only `fuse` applies (dce: each entry point
     computes only what its roots need; memory: a buffer per value, allocated once per batch
     size), and the backend groups while it schedules, so switching it off is passed on here.
@@ -32,16 +32,19 @@ def source(checked, dtype: str = "float32") -> str:
             E = G.copy()
             view(E, name)
             graphs[name] = E
-    return generate(G, functions(model, G, tg.states, graphs), dtype, header,
-                    fuse="fuse" not in checked.disabled)
+    fns = functions(model, G, tg.states, graphs)
+    if split:           # grad_step and apply_step (data-parallel training), only when asked
+        sgraphs, _ = split_graphs(model, tg, None, checked.disabled, checked.verify_each)
+        fns += split_functions(model, G, tg.states, tg.grads, sgraphs)
+    return generate(G, fns, dtype, header, fuse="fuse" not in checked.disabled)
 
 
-def compile(checked, dtype: str = "float32", threads: Optional[int] = None) -> CudaArtifact:
+def compile(checked, dtype: str = "float32", threads: Optional[int] = None, split: bool = False) -> CudaArtifact:
     """Generated source, the imported module: the GPU's CompiledModel (`threads` is the CPU's
-    business and ignored here)."""
+    business and ignored here). `split`: also grad_step and apply_step."""
     tg, t = checked.train, dict(checked.timings)
     t0 = time.perf_counter()
-    src = source(checked, dtype)
+    src = source(checked, dtype, split)
     t["codegen"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     module = load_module(src)

@@ -17,9 +17,12 @@ numba.cuda.
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, Tuple
 
 import numpy as np
+
+from ...traingraph import SPLIT_ENTRY_POINTS, grad_layout
 
 
 # ======================================================================= the artifact
@@ -36,6 +39,10 @@ class CudaArtifact:
         self.loss_names = [l.name for l in model.losses]
         self.pass_report, self.timings = pass_report, timings
         self.entries = {f: graph for f in ("train_step", "evaluate", "predict") if hasattr(module, f)}
+        # the split step (data-parallel training), when compiled with it
+        self.entries.update({f: graph for f in SPLIT_ENTRY_POINTS if hasattr(module, f)})
+        self.grad_layout = grad_layout(model) if hasattr(module, "grad_step") else []
+        self.grad_size = sum(math.prod(shape) for _, _, shape in self.grad_layout)
         self.threads: Dict[str, object] = {}
         self._cuda = cuda
         from . import kernels            # imports numba.cuda
@@ -112,6 +119,45 @@ class CudaArtifact:
             got.copy_to_host(out)
             return out
         return got.copy_to_host()
+
+    # ------------------------------------------------------------ the split step (data parallel)
+    def _arrays(self, arrays):
+        return [self._resident(a) for a in arrays] if self._holding else [self._to_device(a) for a in arrays]
+
+    def _write_through(self, arrays, dev) -> None:
+        if not self._holding:
+            for host, d in zip(arrays, dev):
+                if d is not host:
+                    d.copy_to_host(host)
+
+    def grad_step(self, x, y, step, params: list, grads, losses, out=None):
+        """Forward and backward on the device; each trainable param's gradient copied into its
+        part of the host buffer `grads` (`grad_layout`: what MPI reduces), the loss terms into
+        `losses`, the buffers updated; returns the output batch."""
+        dev = self._arrays(params)
+        L = self._loss_buffer()
+        got = self.module.grad_step(self._to_device(x), self._to_device(y), self.dtype_type(0), step, *dev, L)
+        got = got if isinstance(got, tuple) else (got,)
+        outs, gs = (got[0], got[1:]) if self.model.output is not None else (None, got)
+        for (_, o, shape), g in zip(self.grad_layout, gs):
+            g.copy_to_host(grads[o:o + math.prod(shape)].reshape(shape))
+        losses[:] = L.copy_to_host()[:len(losses)]
+        self._write_through(params, dev)
+        if outs is None:
+            return None
+        if out is not None:
+            outs.copy_to_host(out)
+            return out
+        return outs.copy_to_host()
+
+    def apply_step(self, lr, step, params: list, states: list, grads) -> None:
+        """The optimizer's update on the device from the host buffer `grads` (uploaded once)."""
+        arrays = list(params) + list(states)
+        dev = self._arrays(arrays)
+        g = self._cuda.to_device(np.ascontiguousarray(grads))
+        gv = [g[o:o + math.prod(shape)].reshape(shape) for _, o, shape in self.grad_layout]
+        self.module.apply_step(lr, step, *dev, *gv)
+        self._write_through(arrays, dev)
 
     def _fits(self, nbytes: int) -> bool:
         """Whether a data set of `nbytes` fits on the device next to the model's buffers (half
