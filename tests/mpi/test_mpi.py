@@ -24,7 +24,7 @@ if importlib.util.find_spec("mpi4py") is None:
 if not os.path.exists(MPIEXEC):
     pytest.skip("mpiexec is not on PATH (pip install 'netc[mpi]' installs MPICH's)", allow_module_level=True)
 
-RUNS = {2: ["moons-sgd-f64", "moons-sgd-f32", "digits-f32", "digits_cnn-adam-f32", "moons-bn"],
+RUNS = {2: ["moons-sgd-f64", "moons-sgd-f32", "digits-f32", "digits_cnn-adam-f64", "moons-bn"],
         3: ["moons-sgd-f64", "moons-adam-f64"]}
 TOL = {"float32": 1e-5, "float64": 1e-10}
 
