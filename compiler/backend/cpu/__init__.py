@@ -12,7 +12,7 @@ from ...threads import configure
 from ...traingraph import entry_graphs as _entry_graphs
 from ...traingraph import functions
 from .artifact import Artifact
-from .codegen import generate
+from .codegen import epoch_function, generate
 from .lowering import LOWERINGS, RULES, fuse_elementwise, schedule  # noqa: F401  (the table, rules)
 
 NAME = "cpu"
@@ -27,7 +27,10 @@ def entry_graphs(checked) -> Tuple[Dict[str, Graph], Dict[str, int]]:
 def _source(checked, dtype: str, graphs: Dict[str, Graph]) -> str:
     model, tg = checked.model, checked.train
     header = f"model '{model.name}', backend cpu, {dtype}"
-    return generate(tg.graph, functions(model, tg.graph, tg.states, graphs), dtype, header)
+    fns = functions(model, tg.graph, tg.states, graphs)
+    src = generate(tg.graph, fns, dtype, header)
+    epoch = [epoch_function(src, f, model.target is not None) for f in fns if f.name == "train_step"]
+    return src + ("\n\n" + epoch[0] if epoch and epoch[0] else "")
 
 
 def source(checked, dtype: str = "float32") -> str:
