@@ -270,19 +270,22 @@ class _Epochs:
             terms, out = m.artifact.train_epoch(self.X, self.y, bs, m.dtype.type(lr), step0, self.params,
                                                 self.states, order, j, e, terms, out)
             self._measured(time.perf_counter() - t0, e - j)
-            bad = ~np.isfinite(terms[j:e].sum(axis=1))
-            if bad.any():
-                b = j + int(np.argmax(bad))
+            if not np.isfinite(terms[j:e]).all():
+                b = j + int(np.argmax(~np.isfinite(terms[j:e].sum(axis=1))))
                 m.step = step0 + b + 1
                 self.diverged(order, b, step0, lr, epoch)
             if bar is not None:
                 bar.update(e - j)
             j = e
         m.step = step0 + nb
+        # in batch order, as the per-batch loop summed (Python floats: the same float64 sums)
         sums = np.zeros(len(m.loss_names))
-        sizes = np.minimum(bs, n - bs * np.arange(nb))
-        for row, w in zip(terms, sizes):          # in batch order, as the per-batch loop sums
-            sums += row * w
+        last = n - bs * (nb - 1)
+        for t, col in enumerate(terms.T.tolist()):
+            acc = 0.0
+            for v in col[:-1]:
+                acc += v * bs
+            sums[t] = acc + col[-1] * last
         m.artifact.sync()     # the host arrays get the device's values once per epoch
         if not all(np.isfinite(p).all() for p in self.params):
             self.diverged(order, (n - 1) // bs, step0, lr, epoch, update=True)
