@@ -91,9 +91,12 @@ def test_epoch_lines_fit_the_terminal_and_keep_their_losses():
             assert "val_loss 0.6000" in line, line
 
 
+MOONS = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "moons.net")
+
+
 @pytest.fixture(scope="module")
 def moons():
-    return netc.compile(os.path.join(os.path.dirname(__file__), "..", "..", "examples", "moons.net"))
+    return netc.compile(MOONS)
 
 
 def test_chunked_epoch_equals_the_steps_one_by_one(moons):
@@ -115,14 +118,20 @@ def test_chunked_epoch_equals_the_steps_one_by_one(moons):
         idx = order[j * bs:(j + 1) * bs]
         outs.append(art.train_step(X[idx], y[idx], np.float32(0.1), np.float32(9 + j + 1), p1, s1, terms[j]).copy())
     T, O = None, None
+    epoch_art = netc.compile(MOONS).artifact       # an artifact whose step was not called on its own
     for a, b in ((0, 1), (1, 5), (5, nb)):
-        T, O = art.train_epoch(X, y, bs, np.float32(0.1), 9, p2, s2, order, a, b, T, O)
+        T, O = epoch_art.train_epoch(X, y, bs, np.float32(0.1), 9, p2, s2, order, a, b, T, O)
+    assert epoch_art._epoch_types          # the compiled epoch loop ran (not the per-batch fallback)
     assert np.array_equal(T, terms) and np.array_equal(O, np.concatenate(outs))
     for a, b in zip(p1 + s1, p2 + s2):
         assert np.array_equal(a, b)
-    T2, _ = art.train_epoch(X, y, bs, np.float32(0.1), 9, [a.copy() for a in m.param_arrays()],
-                            [a.copy() for a in m.state_arrays()])        # in stored order, all at once
+    # in stored order, all at once: the per-batch fallback (this artifact's step is compiled
+    # on its own) and the compiled loop agree
+    fresh = lambda: ([a.copy() for a in m.param_arrays()], [a.copy() for a in m.state_arrays()])
+    T2, O2 = art.train_epoch(X, y, bs, np.float32(0.1), 9, *fresh())
+    T3, O3 = epoch_art.train_epoch(X, y, bs, np.float32(0.1), 9, *fresh())
     assert T2.shape == (nb, len(m.loss_names)) and np.isfinite(T2).all()
+    assert np.array_equal(T2, T3) and np.array_equal(O2, O3)
 
 
 ALLOC_SCRIPT = """
@@ -147,8 +156,7 @@ print(allocs(0, 1), allocs(1, 13))
 def test_compiled_epoch_allocates_nothing_per_batch():
     """The compiled epoch's batches allocate nothing: a chunk of 1 batch and one of 12 cost
     the same NRT allocations (slices and the arena are views)."""
-    moons = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "moons.net")
-    r = subprocess.run([sys.executable, "-c", ALLOC_SCRIPT, moons], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", ALLOC_SCRIPT, MOONS], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     one, twelve = map(int, r.stdout.split())
     assert one == twelve, (one, twelve)

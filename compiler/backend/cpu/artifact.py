@@ -89,8 +89,10 @@ class Artifact:
         if outs is None and out_node is not None:
             outs = np.empty((n,) + tuple(self.entries["train_step"].shape(out_node)[1:]), self.dtype)
         dt = np.dtype(self.dtype).type
-        if not hasattr(self.module, "train_epoch") or outs is None:
-            for j in range(start, stop):        # no compiled epoch (no memory plan): step by step
+        if not self._epoch_compiled_loop(outs):
+            # no compiled epoch (no memory plan), or this process has the step compiled and not
+            # the epoch loop: step by step (the same numbers), rather than a second compile
+            for j in range(start, stop):
                 rows = slice(j * batch, (j + 1) * batch)
                 if order is not None:
                     rows = order[rows]
@@ -116,6 +118,13 @@ class Artifact:
                 np.take(y, rows, axis=0, out=yb, mode="clip")
             self._run_epoch(xb, yb, b, e, batch, 0, tail)
         return terms, outs
+
+    def _epoch_compiled_loop(self, outs) -> bool:
+        """Whether train_epoch runs the generated epoch loop: there is one, and the step was
+        not compiled on its own first (a process that calls train_step itself -- a test, a
+        benchmark of the raw step -- keeps using it, so it compiles one of the two)."""
+        return hasattr(self.module, "train_epoch") and outs is not None and \
+            (bool(self._epoch_types) or "train_step" not in self._called)
 
     CHUNK_BYTES = 4 << 20       # rows gathered at a time for a shuffled epoch (X and y)
 
@@ -149,7 +158,7 @@ class Artifact:
         """Compile what `train_epoch` runs for these arrays (or load it from Numba's cache)
         without running a step: the seconds it took, 0.0 when it was ready (the runtime
         shows a notice meanwhile)."""
-        if not hasattr(self.module, "train_epoch") or "output" not in self.entries["train_step"].outputs:
+        if "output" not in self.entries["train_step"].outputs or not self._epoch_compiled_loop(True):
             return 0.0
         t0 = time.perf_counter()
         n = len(X)
