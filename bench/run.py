@@ -1,5 +1,7 @@
-"""netc against its peers, interleaved in one run: MLP training throughput (samples/s), the
-compile time of the train step (cold and warm cache), and peak memory.
+"""netc against its peers, interleaved in one run: MLP training throughput (samples/s) of the
+raw step and of `fit` beside it, the compile time of the train step (cold and warm cache),
+the whole-process time of `import netc` and `netc train examples/xor.net` (cold and warm
+kernel cache), and peak memory.
 
     python bench/run.py [small|mnist|wide|all] [--rounds R] [--peers netc,netc-fit,numpy,torch,jax,numba]
                         [--steps N] [--no-compile] [--json FILE] [--peer-threads N]
@@ -176,8 +178,10 @@ def work_compile(peers, which, sizes, batch, steps, X, y):
     m.artifact.train_step(xs, ts, np.float32(0.01), np.float32(1), m.param_arrays(), m.state_arrays(),
                           np.zeros(1))
     t_first = time.perf_counter() - t0
+    # what `fit` compiles instead: the epoch loop with the step's body inside (not timed above)
+    t_epoch = m.artifact.compile_epoch(X, y.astype(np.int64), batch, 0.01, m.param_arrays(), m.state_arrays())
     return t_compile + t_first, {"import_s": t_import, "compile_s": t_compile, "first_call_s": t_first,
-                                 "timings": m.artifact.timings}
+                                 "epoch_compile_s": t_epoch, "timings": m.artifact.timings}
 
 
 def _cnn_peers():
@@ -348,21 +352,50 @@ def main(argv):
         print_table(cfg, best)
     if "--no-compile" not in argv and not cnn:
         report["compile"] = compile_times()
+        report["process"] = process_times()
     if "--json" in argv:
         with open(opt("--json", "bench/results.json"), "w") as f:
             json.dump(report, f, indent=1, default=str)
 
 
 def print_table(cfg, best):
-    n = best.get("netc", {}).get("samples_per_s")
-    print(f"\n{cfg}: samples/s (best of rounds), ratio netc/peer, peak RSS")
+    """The raw step (`netc`) and `fit` (`netc-fit`) side by side against each peer."""
+    rate = lambda p: best.get(p, {}).get("samples_per_s")
+    n, f = rate("netc"), rate("netc-fit")
+    print(f"\n{cfg}: samples/s (best of rounds), ratio netc step/peer, netc fit/peer, peak RSS")
     for peer, res in best.items():
         if "samples_per_s" not in res:
             print(f"  {peer:9s} failed: {res.get('error')}")
             continue
         ratio = f"{n / res['samples_per_s']:7.2f}x" if n and peer != "netc" else ""
-        print(f"  {peer:9s} {res['samples_per_s']:12.0f}  {ratio:9s} {res['maxrss_mb']:6.0f} MB   load {res['load_before']}")
+        fratio = f"{f / res['samples_per_s']:7.2f}x" if f and peer != "netc-fit" else ""
+        print(f"  {peer:9s} {res['samples_per_s']:12.0f}  step {ratio:9s} fit {fratio:9s} "
+              f"{res['maxrss_mb']:6.0f} MB   load {res['load_before']}")
     print(flush=True)
+
+
+def process_times():
+    """What a user waits for, each a fresh process: `python -c "import netc"`, and `netc train
+    examples/xor.net` (500 full-batch epochs, quiet) with a cold kernel cache, then warm."""
+    xor = os.path.join(ROOT, "examples", "xor.net")
+    out = {}
+    with tempfile.TemporaryDirectory() as d:
+        env = dict(os.environ, NETC_CACHE_DIR=os.path.join(d, "cache"))
+        runs = [("import netc", [sys.executable, "-c", "import netc"])]
+        runs += [(f"netc train xor.net, {kind} cache", [sys.executable, "-m", "netc.cli", "train", xor, "--quiet",
+                                                         "--out", os.path.join(d, f"run-{kind}")])
+                 for kind in ("cold", "warm")]
+        for name, argv in runs:
+            before = load()
+            t0 = time.perf_counter()
+            r = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=d)
+            wall = time.perf_counter() - t0
+            if r.returncode != 0:
+                print(f"{name}: failed: {(r.stderr.strip().splitlines() or ['?'])[-1][:300]}", flush=True)
+                continue
+            out[name] = {"seconds": wall, "load": before}
+            print(f"{name:32s} whole process {wall:6.2f} s  load {before}", flush=True)
+    return out
 
 
 def compile_times():
@@ -378,7 +411,8 @@ def compile_times():
             res["load"] = load()
             out.setdefault(kind, res)
             print(f"mnist train step compile, {kind:4s}: {res['seconds']:.2f} s (netc.compile {res['compile_s']:.2f} s "
-                  f"+ first call {res['first_call_s']:.2f} s; import netc {res['import_s']:.2f} s; "
+                  f"+ first call {res['first_call_s']:.2f} s; fit's epoch loop {res.get('epoch_compile_s', 0):.2f} s; "
+                  f"import netc {res['import_s']:.2f} s; "
                   f"process {res['process_wall_s']:.2f} s)  load {res['load']}", flush=True)
         return out
 

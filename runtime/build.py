@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections import Counter
 from typing import Optional, Tuple
 
@@ -87,7 +88,11 @@ def build(source: str, file: str = "<string>", *, dtype: str = "float32", device
     `source` (named `file` in diagnostics; relative data paths are relative to it). `device`:
     "cpu", "cuda", "auto", or None for the train block's `device`. Raises NetcError with every
     problem of the file."""
-    checked = frontend.check(parse(source, file), tuple(disabled))
+    t0 = time.perf_counter()
+    program = parse(source, file)
+    t_parse = time.perf_counter() - t0
+    checked = frontend.check(program, tuple(disabled))
+    checked.timings = {"parse": t_parse, **checked.timings}       # the stages in order, for --verbose
     check_memory(checked, dtype, resolve(checked.model, file, source).batch)
     # under mpiexec with several ranks: with the split train step of data-parallel training
     compiled = frontend.lower(checked, device=device, dtype=dtype, split=distributed.active())

@@ -248,9 +248,13 @@ class DataParallel:
                 f"{self.bs}, gradient buffer {self.grads.size} numbers ({self.grads.nbytes / 1e6:.2f} MB) "
                 f"reduced once per step")
 
-    def run(self, order, lr: float, epoch: int):
+    def compile(self, lr: float, shuffle: bool) -> float:
+        """The loop's compile hook: grad_step and apply_step compile at their first call (0.0)."""
+        return 0.0
+
+    def run(self, order, lr: float, epoch: int, bar=None):
         """(mean loss terms, outputs of the whole epoch in its order) of one epoch, the same on
-        every rank."""
+        every rank; `bar` (rank 0's progress bar) moves after each step."""
         m, MPI, comm = self.model, self.MPI, self.comm
         art, bs, n = m.artifact, self.bs, len(self.train.X)
         for a, b in zip(self.snap_p + self.snap_s, self.params + self.states):
@@ -258,7 +262,7 @@ class DataParallel:
         order = np.arange(n) if order is None else order
         nb = -(-n // bs)
         # this rank's rows of the epoch: its contiguous share of each global batch, in order
-        parts, pos, counts = [], [], []
+        parts, counts = [], []
         for j in range(nb):
             b0, b1 = j * bs, min(n, (j + 1) * bs)
             off = shares(b1 - b0, self.size)
@@ -286,6 +290,8 @@ class DataParallel:
             comm.Allreduce(MPI.IN_PLACE, g, op=MPI.SUM)
             art.apply_step(dt(lr), step, self.params, self.states, g)
             i += k
+            if bar is not None:
+                bar.update(1)
         comm.Allreduce(MPI.IN_PLACE, terms, op=MPI.SUM)          # each batch's sums, globally
         art.sync()                         # (a GPU's) params and state into the host arrays
         if self.buffers:                   # batchnorm's running statistics: rank 0's

@@ -99,10 +99,9 @@ def diagnose(model, train, order, bs: int, b: int, step0: int, lr: float, epoch:
         """Params and state as they were just before step `upto` of the epoch."""
         for a, s in zip(params + states, snap_p + snap_s):
             np.copyto(a, s)
-        losses = np.zeros(len(art.loss_names))
-        for j in range(upto):
-            xb, yb = batch(j)
-            art.train_step(xb, yb, dt(lr), dt(step0 + j + 1), params, states, losses)
+        if upto:            # the epoch's compiled batch loop, as the fit ran it
+            art.train_epoch(train.X, train.y, bs, dt(lr), step0, params, states, order, 0, upto)
+            art.release()   # a device's copies back into the host arrays, and no longer held
 
     def feeds(j):
         xb, yb = batch(j)

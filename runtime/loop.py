@@ -208,6 +208,9 @@ def fit(model, train: D.Dataset, val: Optional[D.Dataset], *, epochs=None, batch
     art = model.artifact
     art.hold()       # a CUDA artifact keeps params on the device during the fit
     try:
+        if st.done < st.epochs and not st.finished:
+            with progress.compiling() as notice:      # Numba's compile (or its cache) before the first batch
+                notice.done(loop.compile(sched.lr_at(st.done), shuffle), art.timings)
         while st.done < st.epochs and not st.finished:
             epoch = st.done
             t0 = time.perf_counter()
@@ -215,9 +218,7 @@ def fit(model, train: D.Dataset, val: Optional[D.Dataset], *, epochs=None, batch
             order = rng.permutation(n) if shuffle else None
             cbs.epoch_begin(model.epoch)
             bar = progress.epoch_start(model.epoch + 1, total, -(-n // bs))
-            terms, out = loop.run(order, lr, epoch)
-            if bar is not None:
-                bar.update(-(-n // bs))
+            terms, out = loop.run(order, lr, epoch, bar)
             model.epoch += 1
             st.done += 1
             rec = _record(model, lr, terms, train.y if order is None else train.y[order], out, val)
@@ -357,41 +358,83 @@ def _keep_best(model, best_params: Optional[dict]) -> dict:
 
 
 class _Epochs:
-    """The epochs of one fit: each is one call of the artifact's train_epoch, from a snapshot
-    of the params and state at the epoch's start, so that a diverged epoch can be replayed."""
+    """The epochs of one fit, each from a snapshot of the params and state at its start (so
+    that a diverged epoch can be replayed). An epoch is one call of the artifact's compiled
+    train_epoch, or -- while a bar shows progress -- a few: chunks of batches sized to take
+    about CHUNK_S each (measured as it goes), the bar moved after each."""
+
+    CHUNK_S = 0.1           # seconds a chunk of batches should take when a bar is shown
+    GROWTH = 4              # a chunk is at most this many times the previous one
 
     def __init__(self, model, train: D.Dataset, bs: int):
         self.model, self.train, self.bs = model, train, bs
+        self.X = np.ascontiguousarray(train.X)           # the compiled loop slices views of these
+        self.y = np.ascontiguousarray(train.y)
         self.params, self.states = model.param_arrays(), model.state_arrays()
         self.snap_p = [np.empty_like(a) for a in self.params]     # the params at the start of the epoch,
         self.snap_s = [np.empty_like(a) for a in self.states]     # to replay a diverged epoch
+        self.per_batch: Optional[float] = None                    # seconds a batch takes, measured
+        self.chunk = 1
 
-    def run(self, order, lr: float, epoch: int):
+    def compile(self, lr: float, shuffle: bool) -> float:
+        """Compile the epoch's kernels (or load them from the cache) before the first batch:
+        the seconds it took (0.0 when they were ready)."""
+        order = np.empty(0, np.int64) if shuffle else None
+        return self.model.artifact.compile_epoch(self.X, self.y, self.bs, self.model.dtype.type(lr), self.params,
+                                                 self.states, order)
+
+    def run(self, order, lr: float, epoch: int, bar=None):
         """(mean loss terms, outputs) of one epoch. A non-finite loss term in any batch is
         diagnosed from the first such batch, a non-finite param after the epoch from its last."""
-        m, train, bs = self.model, self.train, self.bs
-        n = len(train.X)
+        m, bs = self.model, self.bs
+        n = len(self.X)
+        nb = -(-n // bs)
         for a, b in zip(self.snap_p + self.snap_s, self.params + self.states):
             np.copyto(a, b)
         step0 = m.step
-        # the whole epoch in one call: the artifact runs its steps (on a GPU, with the data
-        # there) and hands back each batch's loss terms and the outputs, once
-        terms, out = m.artifact.train_epoch(train.X, train.y, bs, m.dtype.type(lr), step0, self.params,
-                                            self.states, order)
-        bad = ~np.isfinite(terms.sum(axis=1))
-        if bad.any():
-            b = int(np.argmax(bad))
-            m.step = step0 + b + 1
-            self.diverged(order, b, step0, lr, epoch)
-        m.step = step0 + len(terms)
+        terms, out = np.zeros((nb, len(m.loss_names))), None
+        j = 0
+        while j < nb:
+            e = nb if bar is None else min(nb, j + self._next_chunk())
+            t0 = time.perf_counter()
+            # the artifact runs the steps of batches j..e-1 in one compiled call (on a GPU, with
+            # the data there) and writes their loss terms and outputs
+            terms, out = m.artifact.train_epoch(self.X, self.y, bs, m.dtype.type(lr), step0, self.params,
+                                                self.states, order, j, e, terms, out)
+            self._measured(time.perf_counter() - t0, e - j)
+            if not np.isfinite(terms[j:e]).all():
+                b = j + int(np.argmax(~np.isfinite(terms[j:e].sum(axis=1))))
+                m.step = step0 + b + 1
+                self.diverged(order, b, step0, lr, epoch)
+            if bar is not None:
+                bar.update(e - j)
+            j = e
+        m.step = step0 + nb
+        # in batch order, as the per-batch loop summed (Python floats: the same float64 sums)
         sums = np.zeros(len(m.loss_names))
-        sizes = np.minimum(bs, n - bs * np.arange(len(terms)))
-        for row, w in zip(terms, sizes):          # in batch order, as the per-batch loop sums
-            sums += row * w
+        last = n - bs * (nb - 1)
+        for t, col in enumerate(terms.T.tolist()):
+            acc = 0.0
+            for v in col[:-1]:
+                acc += v * bs
+            sums[t] = acc + col[-1] * last
         m.artifact.sync()     # the host arrays get the device's values once per epoch
         if not all(np.isfinite(p).all() for p in self.params):
             self.diverged(order, (n - 1) // bs, step0, lr, epoch, update=True)
         return sums / n, out
+
+    def _next_chunk(self) -> int:
+        """Batches in the next chunk: about CHUNK_S worth at the measured pace, growing from
+        one batch at most GROWTH times per chunk (a first measurement can be off)."""
+        if self.per_batch is None:
+            return 1
+        want = max(1, int(self.CHUNK_S / max(self.per_batch, 1e-9)))
+        self.chunk = min(want, self.chunk * self.GROWTH)
+        return self.chunk
+
+    def _measured(self, seconds: float, batches: int) -> None:
+        if batches > 0:
+            self.per_batch = seconds / batches
 
     def diverged(self, order, batch_index: int, step0: int, lr: float, epoch: int, update: bool = False):
         """Stop the run: find the first non-finite value of the failing step (diverge.py), put

@@ -1,10 +1,15 @@
-"""How a training run shows its progress: a tqdm bar per epoch when the output is a terminal,
-one line per epoch otherwise, nothing with `--quiet` (the final table is printed by the CLI)."""
+"""How a training run shows its progress: a tqdm bar per epoch when the output is a terminal
+(moved after each chunk of batches the compiled epoch runs, about every 0.1 s, with its ETA;
+a "compiling kernels ..." notice while Numba compiles, then the time it took; epoch lines cut
+to the terminal's width), one line per epoch otherwise, nothing with `--quiet` (the final
+table is printed by the CLI)."""
 from __future__ import annotations
 
 import math
+import shutil
 import sys
-from typing import Callable, Optional
+import time
+from typing import Callable, Dict, Optional
 
 from tqdm import tqdm
 
@@ -40,18 +45,67 @@ class Progress:
             return None
         width = len(str(epochs))
         return tqdm(total=steps, desc=f"epoch {epoch:>{width}}/{epochs}", unit="batch", leave=False,
-                    file=self.stream, dynamic_ncols=True, mininterval=0.1)
+                    file=self.stream, dynamic_ncols=True, mininterval=0.1, miniters=1)
 
     def epoch_end(self, rec: dict, epochs: int, bar=None) -> None:
         if bar is not None:
             bar.close()
         if self.mode != "quiet":
-            self.write(format_epoch(rec, epochs))
+            width = terminal_width() if self.mode == "bar" else None
+            self.write(format_epoch(rec, epochs, width))
+
+    def compiling(self) -> "_CompileNotice":
+        """A context for the kernels' first compile: with a bar, "compiling kernels ..." is
+        shown meanwhile and replaced by the time it took (notice.done(seconds, timings));
+        nothing otherwise (`--verbose` prints the timings)."""
+        return _CompileNotice(self if self.mode == "bar" else None)
 
     def note(self, text: str) -> None:
         """A message of the run (early stopping, resuming): shown unless quiet."""
         if self.mode != "quiet":
             self.write(text)
+
+
+class _CompileNotice:
+    def __init__(self, progress: Optional[Progress]):
+        self.progress = progress
+        self.shown = False
+        self.t0 = time.perf_counter()
+
+    def __enter__(self) -> "_CompileNotice":
+        if self.progress is not None:
+            self.progress.stream.write("compiling kernels ...")
+            self.progress.stream.flush()
+            self.shown = True
+        return self
+
+    def done(self, seconds: float, timings: Optional[Dict[str, float]] = None) -> None:
+        """The compile took `seconds` (0.0: nothing to compile, say nothing)."""
+        if not self.shown:
+            return
+        self._clear()
+        if seconds > 0:
+            cached = any("from Numba's cache" in k for k in (timings or {}))
+            what = "loaded kernels from the cache" if cached else "compiled kernels"
+            self.progress.write(f"{what} in {seconds:.2f} s")
+
+    def _clear(self) -> None:
+        if self.shown:
+            self.progress.stream.write("\r\033[K" if _ansi_ok(self.progress.stream) else "\r" + " " * 21 + "\r")
+            self.progress.stream.flush()
+            self.shown = False
+
+    def __exit__(self, *exc) -> None:
+        self._clear()
+
+
+def _ansi_ok(stream) -> bool:
+    return getattr(stream, "isatty", lambda: False)()
+
+
+def terminal_width() -> int:
+    """The columns of the terminal (COLUMNS, else the terminal's size, else 80)."""
+    return shutil.get_terminal_size((80, 24)).columns
 
 
 def fmt_metric(v: float, width: int = 0) -> str:
@@ -61,13 +115,34 @@ def fmt_metric(v: float, width: int = 0) -> str:
     return f"{text:>{width}}"
 
 
-def format_epoch(rec: dict, epochs: int) -> str:
-    """The line of one epoch: its number, the train and val metrics, the lr and its time."""
-    width = len(str(epochs))
-    parts = [f"epoch {rec['epoch']:>{width}}/{epochs}"]
+def format_epoch(rec: dict, epochs: int, width: Optional[int] = None) -> str:
+    """The line of one epoch: its number, the train and val metrics, the lr and its time.
+    With `width` (a terminal's columns) the line is made to fit: single spaces, then without
+    the lr, the time and the metrics from the last, the losses kept."""
+    digits = len(str(epochs))
+    parts = [f"epoch {rec['epoch']:>{digits}}/{epochs}"]
     for split in ("train", "val"):
         for k, v in rec.get(split, {}).items():
             parts.append(f"{'' if split == 'train' else 'val_'}{k} {fmt_metric(v)}")
     parts.append(f"lr {rec['lr']:.4g}")
     parts.append(f"{rec['time'] * 1000:.0f} ms")
-    return "  ".join(parts)
+    line = "  ".join(parts)
+    if width is None or len(line) < width:
+        return line
+    return _fit(parts, width - 1)
+
+
+def _fit(parts, width: int) -> str:
+    """parts joined by one space, dropping the least important until they fit `width` (the
+    epoch number and the first loss always stay, cut if even they do not fit)."""
+    parts = list(parts)
+    drop = [len(parts) - 2, len(parts) - 1]                      # the lr, the time
+    drop += [k for k in range(len(parts) - 3, 1, -1) if "loss" not in parts[k].split(" ")[0]]
+    drop += [k for k in range(len(parts) - 3, 1, -1) if "loss" in parts[k].split(" ")[0]]
+    gone = set()
+    for k in drop:
+        line = " ".join(p for i, p in enumerate(parts) if i not in gone)
+        if len(line) <= width:
+            return line
+        gone.add(k)
+    return " ".join(p for i, p in enumerate(parts) if i not in gone)[:width]

@@ -28,9 +28,14 @@ class CompiledModel(Protocol):
     train_step   one step: forward, backward and the optimizer's update of `params` and
                  `states` in place; the loss terms (before the update) into `losses`; returns
                  the output batch (written into `out` when given)
-    train_epoch  the steps of one epoch over the rows of X (in `order` when given), numbered
-                 step0 + 1, ...: returns (loss terms per batch, float64 [batches, terms];
-                 outputs of all rows in batch order, or None)
+    train_epoch  the steps of batches [start, stop) of an epoch over the rows of X (in
+                 `order` when given; default all batches), batch j numbered step0 + j + 1:
+                 returns (loss terms per batch, float64 [batches, terms]; outputs of all rows
+                 in batch order, or None), written into `terms` / `outs` when given (a runtime
+                 running an epoch in chunks, for its progress, passes the same ones each call)
+    compile_epoch
+                 compile (or load from a cache) what train_epoch runs for these arrays,
+                 without running a step: the seconds it took, 0.0 when nothing was to do
     evaluate     loss terms into `losses`; returns the output batch
     predict      the output batch
     hold / sync / release
@@ -57,7 +62,11 @@ class CompiledModel(Protocol):
     def train_step(self, x, y, lr, step, params: list, states: list, losses, out=None): ...
 
     def train_epoch(self, X, y, batch: int, lr, step0: int, params: list, states: list,
-                    order: Optional[object] = None): ...
+                    order: Optional[object] = None, start: int = 0, stop: Optional[int] = None,
+                    terms=None, outs=None): ...
+
+    def compile_epoch(self, X, y, batch: int, lr, params: list, states: list,
+                      order: Optional[object] = None) -> float: ...
 
     def evaluate(self, x, y, params: list, losses): ...
 

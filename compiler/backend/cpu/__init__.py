@@ -12,7 +12,7 @@ from ...threads import configure
 from ...traingraph import entry_graphs as _entry_graphs
 from ...traingraph import functions, split_functions, split_graphs
 from .artifact import Artifact
-from .codegen import generate
+from .codegen import epoch_function, generate
 from .lowering import LOWERINGS, RULES, fuse_elementwise, schedule  # noqa: F401  (the table, rules)
 
 NAME = "cpu"
@@ -29,7 +29,9 @@ def _source(checked, dtype: str, graphs: Dict[str, Graph], split: Dict[str, Grap
     header = f"model '{model.name}', backend cpu, {dtype}"
     fns = functions(model, tg.graph, tg.states, graphs)
     fns += split_functions(model, tg.graph, tg.states, tg.grads, split or {})
-    return generate(tg.graph, fns, dtype, header)
+    src = generate(tg.graph, fns, dtype, header)
+    epoch = [epoch_function(src, f, model.target is not None) for f in fns if f.name == "train_step"]
+    return src + ("\n\n" + epoch[0] if epoch and epoch[0] else "")
 
 
 def source(checked, dtype: str = "float32", split: bool = False) -> str:

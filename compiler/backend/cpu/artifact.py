@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List
 
+import numba
 import numpy as np
 
 from ...cache import seal
@@ -34,11 +35,14 @@ class Artifact:
     threads: Dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self):
+        self._arenas: Dict[str, object] = {}     # entry point -> its arenas per batch size (_caller)
         self._calls = {name: (_split_caller if name in SPLIT_ENTRY_POINTS else _caller)(self, name)
                        for name in self.entries}
-        self._called: set = set()           # entry points past their first call
         self.grad_layout = grad_layout(self.model) if "grad_step" in self.entries else []
         self.grad_size = sum(math.prod(shape) for _, _, shape in self.grad_layout)
+        self._called: set = set()           # entry points past their first call
+        self._gathered = None               # (key, X rows, y rows): a shuffled chunk's rows
+        self._epoch_types: set = set()      # the argument types train_epoch is compiled for
 
     def _call(self, name: str, args: tuple):
         """First call of an entry point: Numba compiles it (or loads it from its cache) -- time
@@ -67,23 +71,56 @@ class Artifact:
         (written into `out` when given)."""
         return self._call("train_step", (x, y, lr, step, params, states, losses, out))
 
-    def train_epoch(self, X, y, batch: int, lr, step0: int, params: list, states: list, order=None):
-        """An epoch of train steps over the rows of X (in `order` when given), numbered
-        step0 + 1, ...: returns the loss terms of each batch (float64 [batches, terms]) and the
-        outputs of all rows in batch order. Each batch is a contiguous view of the epoch's
-        data, and its loss terms and output are written in place: a step costs the compiled
-        call and a few slices. A non-finite loss does not stop the epoch; the caller reads the
-        terms once, at its end (as from a GPU)."""
-        Xe, Ye = (X, y) if order is None else (X[order], y[order])
-        n = len(Xe)
-        terms = np.zeros((-(-n // batch), len(self.loss_names)))
+    def train_epoch(self, X, y, batch: int, lr, step0: int, params: list, states: list, order=None,
+                    start: int = 0, stop=None, terms=None, outs=None):
+        """The train steps of batches [start, stop) of an epoch over the rows of X (in `order`
+        when given; default: all batches), batch j numbered step step0 + j + 1: its loss terms
+        go to terms[j] (float64 [batches, terms]) and its outputs to its rows of `outs` (the
+        outputs of all rows in batch order); both are allocated when not given (a caller that
+        runs an epoch in chunks passes the same ones to each). Returns (terms, outs).
+
+        The batch loop is compiled (the generated `train_epoch`: the step's body in a loop over
+        contiguous batch views), so a chunk costs one call from Python; in `order`, the rows
+        of up to CHUNK_BYTES of data are gathered at a time (np.take into a kept buffer) and
+        the loop runs over them. Nothing is allocated per batch. A non-finite loss does not
+        stop the chunk; the caller reads the terms after it."""
+        n = len(X)
+        nb = -(-n // batch)
+        stop = nb if stop is None else stop
+        if terms is None:
+            terms = np.zeros((nb, len(self.loss_names)))
         out_node = self.entries["train_step"].outputs.get("output")
-        outs = np.empty((n,) + tuple(self.entries["train_step"].shape(out_node)[1:]), self.dtype) \
-            if out_node is not None else None
+        if outs is None and out_node is not None:
+            outs = np.empty((n,) + tuple(self.entries["train_step"].shape(out_node)[1:]), self.dtype)
         dt = np.dtype(self.dtype).type
-        for j, i in enumerate(range(0, n, batch)):
-            self.train_step(Xe[i:i + batch], Ye[i:i + batch], lr, dt(step0 + j + 1), params, states, terms[j],
-                            None if outs is None else outs[i:i + batch])
+        if not self._epoch_compiled_loop(outs):
+            # no compiled epoch (no memory plan), or this process has the step compiled and not
+            # the epoch loop: step by step (the same numbers), rather than a second compile
+            for j in range(start, stop):
+                rows = slice(j * batch, (j + 1) * batch)
+                if order is not None:
+                    rows = order[rows]
+                self.train_step(X[rows], y[rows], dt(lr), dt(step0 + j + 1), params, states, terms[j],
+                                None if outs is None else outs[j * batch:(j + 1) * batch])
+            return terms, outs
+        has_y = self.model.target is not None
+        X = np.ascontiguousarray(X)
+        y = np.ascontiguousarray(y) if has_y else None
+        tail = (dt(lr), step0, *params, *states, terms, outs, *self._arenas["train_step"](batch)[0])
+        if order is None:
+            self._run_epoch(X, y, start, stop, batch, start * batch, tail)
+            return terms, outs
+        per = self._gather_batches(X, y, batch)
+        for b in range(start, stop, per):
+            e = min(b + per, stop)
+            rows = order[b * batch:min(e * batch, n)]
+            xb = self._gathered[1][:len(rows)]
+            np.take(X, rows, axis=0, out=xb, mode="clip")
+            yb = None
+            if has_y:
+                yb = self._gathered[2][:len(rows)]
+                np.take(y, rows, axis=0, out=yb, mode="clip")
+            self._run_epoch(xb, yb, b, e, batch, 0, tail)
         return terms, outs
 
     # The split step (compiled with `split=True`, for data-parallel training): grad_step then
@@ -97,6 +134,80 @@ class Artifact:
     def apply_step(self, lr, step, params: list, states: list, grads) -> None:
         """The optimizer's update of `params` and `states`, in place, from the buffer `grads`."""
         return self._call("apply_step", (lr, step, params, states, grads))
+    def _epoch_compiled_loop(self, outs) -> bool:
+        """Whether train_epoch runs the generated epoch loop: there is one, and the step was
+        not compiled on its own first (a process that calls train_step itself -- a test, a
+        benchmark of the raw step -- keeps using it, so it compiles one of the two)."""
+        return hasattr(self.module, "train_epoch") and outs is not None and \
+            (bool(self._epoch_types) or "train_step" not in self._called)
+
+    CHUNK_BYTES = 4 << 20       # rows gathered at a time for a shuffled epoch (X and y)
+
+    def _gather_batches(self, X, y, batch: int) -> int:
+        """How many batches are gathered at a time, with the buffers for them kept in
+        self._gathered (allocated once per fit's shapes)."""
+        row = X[:1].nbytes + (y[:1].nbytes if y is not None else 0)
+        per = max(1, self.CHUNK_BYTES // max(row * batch, 1))
+        key = (per * batch, X.shape[1:], X.dtype) + ((y.shape[1:], y.dtype) if y is not None else ())
+        if self._gathered is None or self._gathered[0] != key:
+            rows = min(per * batch, len(X))
+            self._gathered = (key, np.empty((rows,) + X.shape[1:], X.dtype),
+                              np.empty((rows,) + y.shape[1:], y.dtype) if y is not None else None)
+        return per
+
+    def _run_epoch(self, X, y, b0: int, b1: int, batch: int, r0: int, tail: tuple) -> bool:
+        """One call of the generated train_epoch; the first for these types compiles it (or
+        loads it from Numba's cache), timed for `--verbose`. Whether it compiled."""
+        head = (X, y) if y is not None else (X,)
+        key = (X.dtype, X.ndim, X.flags.writeable) + \
+            ((y.dtype, y.ndim, y.flags.writeable) if y is not None else ()) + (type(tail[0]), len(tail))
+        compiled = False
+        if key not in self._epoch_types:
+            compiled = self._compile_epoch(head + (b0, b0, batch, r0) + tail)
+            self._epoch_types.add(key)
+        if b1 > b0:
+            self.module.train_epoch(*head, b0, b1, batch, r0, *tail)
+        return compiled
+
+    def compile_epoch(self, X, y, batch: int, lr, params: list, states: list, order=None) -> float:
+        """Compile what `train_epoch` runs for these arrays (or load it from Numba's cache)
+        without running a step: the seconds it took, 0.0 when it was ready (the runtime
+        shows a notice meanwhile)."""
+        if "output" not in self.entries["train_step"].outputs or not self._epoch_compiled_loop(True):
+            return 0.0
+        t0 = time.perf_counter()
+        n = len(X)
+        terms = np.zeros((-(-n // batch), len(self.loss_names)))
+        E = self.entries["train_step"]
+        outs = np.empty((1,) + tuple(E.shape(E.outputs["output"])[1:]), self.dtype)
+        has_y = self.model.target is not None
+        X = np.ascontiguousarray(X)
+        y = np.ascontiguousarray(y) if has_y else None
+        if order is not None:
+            self._gather_batches(X, y, batch)
+            X, y = self._gathered[1], self._gathered[2]
+        tail = (np.dtype(self.dtype).type(lr), 0, *params, *states, terms, outs,
+                *self._arenas["train_step"](batch)[0])
+        compiled = self._run_epoch(X, y, 0, 0, batch, 0, tail)          # no batches: compiles only
+        return time.perf_counter() - t0 if compiled else 0.0
+
+    def _compile_epoch(self, args: tuple) -> bool:
+        """Compile train_epoch for these arguments' types (the step's body in the batch loop:
+        a fit compiles the step once, in there), timed, and record Numba's new cache files."""
+        jit = self.module.train_epoch
+        sig = tuple(numba.typeof(v) for v in args)
+        if sig in jit.overloads:
+            return False
+        t0 = time.perf_counter()
+        try:
+            jit.compile(sig)
+        except OSError:             # the cache folder went away meanwhile: compiled, not saved
+            pass
+        cached = getattr(jit, "_cache_hits", {}).get(sig, 0) > 0      # Numba loaded it from its cache
+        what = "jit train_step+epoch loop (first call" + (", from Numba's cache)" if cached else ")")
+        self.timings[what] = time.perf_counter() - t0
+        seal(self.module)
+        return True
 
     def evaluate(self, x, y, params: list, losses):
         """Loss terms into `losses`; returns the output batch."""
@@ -153,6 +264,7 @@ def _caller(art: "Artifact", name: str):
             arena = (np.empty(max(arena_size[0] * B + arena_size[1], 1), dt),) if arena_size else ()
             got = per_batch[B] = (arena, (B,) + rest if rest is not None else None)
         return got
+    art._arenas[name] = buffers
 
     def _generic(x, y, rest_args, into=None):
         if not planned:

@@ -391,3 +391,57 @@ class _Rows:
 
     def emit(self, lines: List[str]) -> None:
         self.em.lines.extend(lines)
+
+
+# ---------------------------------------------------------------- the compiled epoch
+def epoch_function(source: str, fn: Function, has_y: bool) -> str:
+    """`train_epoch`: the batches [b0, b1) of an epoch as one compiled loop whose body is the
+    generated `train_step`'s (`fn`, found in `source`), so that a chunk of an epoch costs one
+    call from Python, not one per batch. Batch j (b0 <= j < b1) is the contiguous view of
+    rows [r0 + (j - b0) * bs, + bs) of X and Y (cut at the end of X: the caller passes the
+    data set, or the chunk's rows gathered in the epoch's order); it is step step0 + j + 1,
+    writes its loss terms into terms[j] and its output into outs[j * bs:], and reuses one
+    arena. Gathering is left to the caller (np.take per chunk): a gather loop in here costs
+    more compile time than the step.
+
+    The body is written out, not called: a call would make Numba link and optimize the step a
+    second time (twice the cold compile); a fit compiles this function only, and the step on
+    its own when something calls it (a divergence's replay). Empty ("") when the step has no
+    memory plan, no loss, or returns other than one output batch: the runtime then calls the
+    step from Python, batch by batch. has_y: the step's second argument is the target."""
+    G = fn.graph
+    if G is None or not is_planned(G) or not fn.losses or len(fn.returns) != 1 or G.shape(fn.returns[0]) == ():
+        return ""
+    lines = source.splitlines()
+    start = next((k for k, l in enumerate(lines) if l.startswith(f"def {fn.name}(")), None)
+    if start is None:
+        return ""
+    body = []
+    for line in lines[start + 1:]:
+        if line and not line.startswith(" "):
+            break
+        body.append(line)
+    while body and not body[-1].strip():
+        body.pop()
+    step_args = [a.strip() for a in lines[start][len(f"def {fn.name}("):-2].split(",")]
+    k = 2 if has_y else 1
+    x_name, y_name = step_args[0], (step_args[1] if has_y else None)
+    rest = step_args[k + 2:]                        # params, states, losses, out0[, arena]
+    arena = rest[-1] == "arena"
+    weights = rest[:-3] if arena else rest[:-2]
+    args = ["X"] + (["Y"] if has_y else []) + ["_b0", "_b1", "_bs", "_r0", step_args[k], "_step0"] + weights + \
+        ["_terms", "_outs"] + (["arena"] if arena else [])
+    out = [
+        "@njit(cache=True, nogil=True, error_model='numpy', fastmath=" + FASTMATH + ")",
+        f"def train_epoch({', '.join(args)}):",
+        "    for _j in range(_b0, _b1):",
+        "        _i0 = _r0 + (_j - _b0) * _bs",
+        "        _i1 = min(_i0 + _bs, X.shape[0])",
+        "        _o0 = _j * _bs",
+        f"        {x_name} = X[_i0:_i1]",
+        *([f"        {y_name} = Y[_i0:_i1]"] if has_y else []),
+        f"        {step_args[k + 1]} = DT(_step0 + _j + 1)",
+        f"        {rest[-3] if arena else rest[-2]} = _terms[_j]",
+        f"        {rest[-2] if arena else rest[-1]} = _outs[_o0:_o0 + _i1 - _i0]",
+    ] + ["    " + l if l.strip() else l for l in body]
+    return "\n".join(out) + "\n"

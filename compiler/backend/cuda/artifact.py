@@ -178,23 +178,33 @@ class CudaArtifact:
             self._data[(id(X), id(Y))] = (X, Y, dev)
         return dev
 
-    def train_epoch(self, X, Y, batch: int, lr, step0: int, params: list, states: list, order=None):
-        """One epoch of train steps on the device: batches of `batch` rows of X, Y in `order`
-        (a permutation) or as stored, steps step0 + 1, step0 + 2, ...; params and state held on
-        the device (see hold()). X, Y are device arrays or host arrays (uploaded once per fit
-        when they fit, else each batch is gathered on the host and uploaded). Each step writes
-        its loss terms into a row of a device array, so the host reads nothing until the end.
-        Returns (the loss terms of each batch, (batches, loss terms) float64; the outputs of the
-        epoch's samples in batch order, or None), both read by the host once."""
+    def train_epoch(self, X, Y, batch: int, lr, step0: int, params: list, states: list, order=None,
+                    start: int = 0, stop=None, terms=None, outs=None):
+        """Batches [start, stop) of an epoch of train steps on the device (default: all):
+        batches of `batch` rows of X, Y in `order` (a permutation) or as stored, batch j
+        numbered step step0 + j + 1; params and state held on the device (see hold()). X, Y
+        are device arrays or host arrays (uploaded once per fit when they fit, else each batch
+        is gathered on the host and uploaded). Each step writes its loss terms into a row of a
+        device array, so the host reads nothing until the end of the call. Returns (the loss
+        terms of each batch, (batches, loss terms) float64; the outputs of the epoch's samples
+        in batch order, or None): `terms` and `outs` when given (a runtime running an epoch in
+        chunks passes the same ones to each call), rows [start, stop) and their samples' rows
+        written."""
         cuda = self._cuda
         self.hold()
         data = self._dataset(X, Y)
         dev = [self._resident(a) for a in list(params) + list(states)]
         n, k = X.shape[0], len(self.loss_names)
-        terms = cuda.device_array((-(-n // batch), max(k, 1)), np.float64)
-        idx = None if order is None or data is None else cuda.to_device(np.asarray(order, np.int64))
-        outs = None
-        for b, i in enumerate(range(0, n, batch)):
+        nb = -(-n // batch)
+        stop = nb if stop is None else stop
+        if terms is None:
+            terms = np.zeros((nb, k))
+        r0, r1 = start * batch, min(stop * batch, n)
+        dterms = cuda.device_array((max(stop - start, 1), max(k, 1)), np.float64)
+        idx = None if order is None or data is None else cuda.to_device(np.asarray(order[r0:r1], np.int64))
+        douts = None
+        for b in range(start, stop):
+            i = b * batch
             j = min(i + batch, n)
             if data is None:             # streamed: one batch at a time from the host
                 rows = slice(i, j) if order is None else order[i:j]
@@ -202,13 +212,23 @@ class CudaArtifact:
             elif idx is None:
                 xb, yb = data[0][i:j], data[1][i:j]
             else:
-                xb, yb = self._K.gather_rows(data[0], idx[i:j]), self._K.gather_rows(data[1], idx[i:j])
-            out = self.module.train_step(xb, yb, lr, self.dtype_type(step0 + b + 1), *dev, terms[b])
+                xb, yb = self._K.gather_rows(data[0], idx[i - r0:j - r0]), self._K.gather_rows(data[1], idx[i - r0:j - r0])
+            out = self.module.train_step(xb, yb, lr, self.dtype_type(step0 + b + 1), *dev, dterms[b - start])
             if out is not None:          # the step's output buffer is reused: keep a copy
-                if outs is None:
-                    outs = cuda.device_array((n,) + tuple(out.shape[1:]), out.dtype)
-                outs[i:j].copy_to_device(out)
-        return terms.copy_to_host()[:, :k], None if outs is None else outs.copy_to_host()
+                if douts is None:
+                    douts = cuda.device_array((r1 - r0,) + tuple(out.shape[1:]), out.dtype)
+                douts[i - r0:j - r0].copy_to_device(out)
+        if stop > start:
+            terms[start:stop] = dterms.copy_to_host()[:stop - start, :k]
+        if douts is not None:
+            if outs is None:
+                outs = np.empty((n,) + tuple(douts.shape[1:]), douts.dtype)
+            outs[r0:r1] = douts.copy_to_host()
+        return terms, outs
+
+    def compile_epoch(self, X, Y, batch: int, lr, params: list, states: list, order=None) -> float:
+        """Nothing ahead of time: the kernels compile at their first launch (0.0)."""
+        return 0.0
 
     def evaluate(self, x, y, params: list, losses):
         L = self._loss_buffer()
