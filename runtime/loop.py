@@ -243,8 +243,10 @@ def fit(model, train: D.Dataset, val: Optional[D.Dataset], *, epochs=None, batch
     except TrainingDiverged as e:
         e.restored_epoch = st.best_epoch if best_params is not None else None
         raise
-    finally:        # whatever way the run ends: early stopping's best weights
+    finally:        # whatever way the run ends: the checkpoints waiting, early stopping's best weights
         art.release()
+        if run is not None:
+            run.flush()
         if best_params is not None and st.best_epoch != model.epoch:
             for nm, a in best_params.items():
                 model.params[nm] = a

@@ -17,9 +17,11 @@
                        val.loss, else the training loss)
       *.png            with --plot (or `netc plot DIR`)
 
-Each epoch appends its line to metrics.jsonl (and its row to metrics.csv), then writes `best` (if it improved), then
-`last`; a run killed at any moment therefore resumes from `last` and drops the lines of
-metrics.jsonl beyond its epoch.
+Each epoch appends its line to metrics.jsonl (and its row to metrics.csv); the checkpoints
+(`best` if it improved, then `last`) are written at most every `checkpoint_every` seconds (1 s;
+`--checkpoint-every`), at the end and when the run stops early, interrupted or diverged. A run
+killed at any moment therefore resumes from `last` and drops the lines of metrics.jsonl beyond
+its epoch.
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ import os
 import re
 import time
 from typing import Dict, List, Optional
+
+import numpy as np
 
 from netc.compiler.files import atomic_open, atomic_write
 from netc.dsl import NetcError
@@ -110,16 +114,39 @@ class RunDir:
         self.tensorboard = TensorBoardLog(os.path.join(self.path, "tensorboard"))
         return self.tensorboard
 
+    # Checkpoints are written at most every `checkpoint_every` seconds (0: every epoch), at the
+    # end, and whatever way the run stops (loop.fit calls `flush`): a checkpoint costs fsyncs, and
+    # a run of 500 epochs of milliseconds each spent 30 s in them. Between writes the latest
+    # finished epoch (and the best one) wait in memory as copies; a run killed meanwhile resumes
+    # from the last written epoch, which gives the same numbers (metrics lines beyond it are
+    # dropped on resume).
+    checkpoint_every = 1.0
+
     def epoch_end(self, model, rec: dict, state, best_params, improved: bool) -> None:
         with open(self.metrics, "a") as f:
             f.write(json.dumps(rec) + "\n")
         self._csv_row(rec)
         if self.tensorboard is not None:
             self.tensorboard.write(rec)
+        now = time.monotonic()
+        due = state.finished or now - getattr(self, "_written", 0.0) >= self.checkpoint_every
         if improved:
-            checkpoint.save(model, self.best, training={"epoch_of": rec["epoch"], "monitor": state.monitor,
-                                                        "value": state.best})
-        checkpoint.save(model, self.last, training=state.to_json(), best_params=best_params)
+            best = {"epoch_of": rec["epoch"], "monitor": state.monitor, "value": state.best}
+            self._best = (model, best) if due else (_Frozen(model), best)
+        last = (model, state.to_json(), best_params)
+        self._last = last if due else (_Frozen(model), last[1], _copied(best_params))
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the checkpoints waiting in memory: `best` (if it improved), then `last`."""
+        best, last = getattr(self, "_best", None), getattr(self, "_last", None)
+        self._best = self._last = None
+        if best is not None:
+            checkpoint.save(best[0], self.best, training=best[1])
+        if last is not None:
+            checkpoint.save(last[0], self.last, training=last[1], best_params=last[2])
+        self._written = time.monotonic()
 
     # ------------------------------------------------------------ resuming
     def records(self, upto: Optional[int] = None) -> List[dict]:
@@ -267,6 +294,21 @@ class TensorBoardLog:
         for w in self._writers.values():
             w.close()
         self._writers = {}
+
+
+class _Frozen:
+    """What a checkpoint reads of a model (params, optimizer state, metadata), copied at an
+    epoch's end, for a checkpoint written later."""
+
+    def __init__(self, model):
+        for k in ("source", "name", "file", "artifact", "step", "epoch", "classes", "scaler", "settings"):
+            setattr(self, k, getattr(model, k))
+        self.params = {k: np.array(v) for k, v in model.params.items()}
+        self.state = {k: np.array(v) for k, v in model.state.items()}
+
+
+def _copied(arrays: Optional[Dict[str, np.ndarray]]) -> Optional[Dict[str, np.ndarray]]:
+    return None if arrays is None else {k: np.array(v) for k, v in arrays.items()}
 
 
 def _write_json(path: str, doc: dict) -> None:
