@@ -18,13 +18,19 @@ what gets it tested (gradient vs. central differences, kernel vs. reference).
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Protocol, Sequence
 
 import numpy as np
-from scipy import special
 
 from .shapes import B, ShapeError, fmt_shape, is_batched
+
+
+def _special():
+    """scipy.special, imported when a NumPy formula first needs it (sigmoid, logsumexp, erf:
+    constant folding, the divergence replay), not with the compiler (0.15 s of a start-up)."""
+    return importlib.import_module("scipy.special")
 
 
 @dataclass
@@ -252,7 +258,7 @@ _unop("sqrt", np.sqrt, _call("sqrt"),
 _unop("abs", np.abs, _call("abs"),
       lambda G, a, n, g: G.add("mul", [g, G.add("sign", [a])]), "|a|", domain="away0")
 _unop("sign", np.sign, _call("sign"), None, "sign of a (not differentiable)")
-_unop("sigmoid", special.expit,
+_unop("sigmoid", lambda x: _special().expit(x),
       lambda m, i, a: f"({m.const(1.0)} / ({m.const(1.0)} + {m.fn('exp')}(-{i[0]})))",
       lambda G, a, n, g: _mul(G, g, n, G.add("sub", [G.const(1.0), n])), "1 / (1 + e^-a)")
 _unop("tanh", np.tanh, _call("tanh"),
@@ -318,7 +324,7 @@ def _logsumexp_vjp(G, n, g):
     return [G.add("mul", [G.add("expand", [g, x], {"axes": axes}), G.add("exp", [G.add("sub", [x, lse])])])]
 
 
-register(Op("logsumexp", 1, _trailing_reduced, lambda x, axes: special.logsumexp(x, axis=tuple(axes)),
+register(Op("logsumexp", 1, _trailing_reduced, lambda x, axes: _special().logsumexp(x, axis=tuple(axes)),
             _logsumexp_vjp,
             [Case([(B, 4)], {"axes": (1,)}), Case([(B, 2, 3)], {"axes": (1, 2)}), Case([(5,)], {"axes": (0,)})],
             doc="log(sum(exp(x))) over the trailing `axes`, max-shifted so it never overflows"))
@@ -448,7 +454,7 @@ register(Op("onehot", 1, _onehot_shape, _onehot_ref, None,
 
 # ======================================================================= erf, max/min reductions, concat
 # The error function, for the exact gelu: x * (1 + erf(x / sqrt 2)) / 2 (PyTorch's default).
-_unop("erf", special.erf, _call("erf"),
+_unop("erf", lambda x: _special().erf(x), _call("erf"),
       lambda G, a, n, g: _mul(G, g, G.const(2.0 / np.sqrt(np.pi)), G.add("exp", [G.add("neg", [G.add("mul", [a, a])])])),
       "the error function, 2/sqrt(pi) * integral of exp(-t^2) from 0 to a")
 
