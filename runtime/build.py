@@ -20,7 +20,7 @@ from netc.dsl.parser import decode
 
 from . import checkpoint
 from .model import Model
-from .settings import TrainSettings, resolve
+from .settings import TrainSettings, resolve, train_block_errors
 
 
 def read_source(path_or_source: str) -> Tuple[str, str]:
@@ -39,10 +39,24 @@ def read_source(path_or_source: str) -> Tuple[str, str]:
 def check_source(source: str, file: str = "<string>", disabled=()) -> Tuple[frontend.Checked, TrainSettings]:
     """What `netc check` finds, without generating kernels: the front end's check of the model
     and the train block's settings. Raises NetcError with every problem of the file."""
-    checked = frontend.check(parse(source, file), tuple(disabled))
-    settings = resolve(checked.model, file, source)
+    checked, settings = _checked(source, file, disabled)
     check_memory(checked, "float32", settings.batch)
     return checked, settings
+
+
+def _checked(source: str, file: str, disabled=()) -> Tuple[frontend.Checked, TrainSettings]:
+    """The front end's check and the train block's settings; every problem of both at once
+    (the model's errors and a misspelled data source in one report)."""
+    program = parse(source, file)
+    try:
+        checked = frontend.check(program, tuple(disabled))
+    except NetcError as e:
+        seen = {(d.span, d.message) for d in e.diagnostics}
+        more = [d for d in train_block_errors(program) if (d.span, d.message) not in seen]
+        if more:
+            raise NetcError(list(e.diagnostics) + more, e.source if e.source is not None else source) from None
+        raise
+    return checked, resolve(checked.model, file, source)
 
 
 def size_text(n: int) -> str:
@@ -87,8 +101,8 @@ def build(source: str, file: str = "<string>", *, dtype: str = "float32", device
     `source` (named `file` in diagnostics; relative data paths are relative to it). `device`:
     "cpu", "cuda", "auto", or None for the train block's `device`. Raises NetcError with every
     problem of the file."""
-    checked = frontend.check(parse(source, file), tuple(disabled))
-    check_memory(checked, dtype, resolve(checked.model, file, source).batch)
+    checked, settings = _checked(source, file, disabled)
+    check_memory(checked, dtype, settings.batch)
     compiled = frontend.lower(checked, device=device, dtype=dtype)
     return Model(compiled, resolve(compiled.model, file, source), file, source, seed)
 
