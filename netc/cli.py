@@ -45,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, help="override the train block's epochs (with --resume: extend the run)")
     t.add_argument("--seed", type=int, help="override the train block's seed")
     t.add_argument("--batch", help="override the batch size (a number or 'full')")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a key of the file's train block, optimizer or schedule, checked as in the file: "
+                        "train.epochs=5, train.split=0.8,0.2, optimizer.lr=0.01, optimizer=adam(lr=0.001), "
+                        "schedule.gamma=0.5 (repeatable)")
     t.add_argument("--data", metavar="SOURCE", help="train on this data instead of the train block's: a .csv/.npz/.npy "
                    "file, or a source as in a train block, e.g. 'moons(n=500)'")
     t.add_argument("--label", metavar="COLUMN", help="the label column of a --data CSV file (name or 0-based index)")
@@ -67,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="parse and check FILE.net, report every problem")
     c.add_argument("file", metavar="FILE.net")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="check with this value of a train block, optimizer or schedule key (as netc train --set)")
 
     s = sub.add_parser("show", help="print a compiler stage of FILE.net")
     s.add_argument("file", metavar="FILE.net")
@@ -210,14 +216,14 @@ def cmd_train(args) -> int:
     if args.resume:
         job = session.resume_job(args.resume, args.file, epochs=args.epochs, given={
             "seed": args.seed, "batch": args.batch, "data": args.data, "label": args.label, "dtype": args.dtype,
-            "no_pass": args.no_pass, "out": args.out})
+            "no_pass": args.no_pass, "out": args.out, "set": args.set})
     else:
         if not args.file:
             raise NetcError.single("netc train: give FILE.net (or --resume DIR)")
         spec = parse_data_arg(args.data, args.label) if args.data else None
         job = session.new_job(args.file, dtype=args.dtype, disabled=args.no_pass, out=args.out,
                               overrides={"epochs": args.epochs, "seed": args.seed, "batch": args.batch, "data": spec},
-                              device=args.device)
+                              device=args.device, sets=args.set)
     model, run = job.model, job.run
     _warnings(model)
     progress = Progress.for_output(args.quiet)
@@ -354,7 +360,7 @@ def _summary(results, splits=None) -> str:
 def cmd_check(args) -> int:
     """Everything before code generation (the front end's check), and the train settings."""
     source, file = read_source(args.file)
-    checked, settings = check_source(source, file)
+    checked, settings = check_source(source, file, sets=args.set)
     ir = checked.model
     for w in ir.warnings:
         print(render(w, source), file=sys.stderr)

@@ -20,6 +20,7 @@ from netc.dsl.parser import decode
 
 from . import checkpoint
 from .model import Model
+from .overrides import apply_sets, relocate
 from .settings import TrainSettings, resolve, train_block_errors
 
 
@@ -36,11 +37,16 @@ def read_source(path_or_source: str) -> Tuple[str, str]:
     return text, "<string>"
 
 
-def check_source(source: str, file: str = "<string>", disabled=()) -> Tuple[frontend.Checked, TrainSettings]:
+def check_source(source: str, file: str = "<string>", disabled=(), sets=()) -> Tuple[frontend.Checked, TrainSettings]:
     """What `netc check` finds, without generating kernels: the front end's check of the model
-    and the train block's settings. Raises NetcError with every problem of the file."""
-    checked, settings = _checked(source, file, disabled)
-    check_memory(checked, "float32", settings.batch)
+    and the train block's settings (`sets`: --set KEY=VALUE items, see overrides). Raises
+    NetcError with every problem of the file."""
+    edited, regions = apply_sets(source, file, sets)
+    try:
+        checked, settings = _checked(edited, file, disabled)
+        check_memory(checked, "float32", settings.batch)
+    except NetcError as e:
+        raise relocate(e, edited, regions, source) from None
     return checked, settings
 
 
@@ -96,15 +102,20 @@ def check_memory(checked: frontend.Checked, dtype: str, batch: Optional[int]) ->
 
 
 def build(source: str, file: str = "<string>", *, dtype: str = "float32", device: Optional[str] = "cpu",
-          disabled=(), seed: Optional[int] = None) -> Model:
+          disabled=(), seed: Optional[int] = None, sets=()) -> Model:
     """A Model with freshly initialized params (`seed`: default the train block's) compiled from
     `source` (named `file` in diagnostics; relative data paths are relative to it). `device`:
-    "cpu", "cuda", "auto", or None for the train block's `device`. Raises NetcError with every
-    problem of the file."""
-    checked, settings = _checked(source, file, disabled)
-    check_memory(checked, dtype, settings.batch)
+    "cpu", "cuda", "auto", or None for the train block's `device`. `sets`: --set KEY=VALUE
+    items written into the source first (the model's source is then the edited one, as
+    trained; see overrides). Raises NetcError with every problem of the file."""
+    edited, regions = apply_sets(source, file, sets)
+    try:
+        checked, settings = _checked(edited, file, disabled)
+        check_memory(checked, dtype, settings.batch)
+    except NetcError as e:
+        raise relocate(e, edited, regions, source) from None
     compiled = frontend.lower(checked, device=device, dtype=dtype)
-    return Model(compiled, resolve(compiled.model, file, source), file, source, seed)
+    return Model(compiled, resolve(compiled.model, file, edited), file, edited, seed)
 
 
 def load(path: str) -> Model:

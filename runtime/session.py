@@ -19,6 +19,7 @@ from . import loop
 from .build import build, read_source
 from .loop import History, LoopState
 from .model import Model
+from .overrides import apply_sets
 from .rundir import RunDir, source_changes
 from .settings import TrainSettings, load_data, load_spec
 
@@ -83,14 +84,17 @@ class Job:
 
 
 def new_job(file: str, *, dtype: Optional[str] = None, disabled=(), out: Optional[str] = None,
-            overrides: Optional[dict] = None, run_dir: bool = True, device: Optional[str] = None) -> Job:
-    """Compile `file`, load and split its data (or overrides["data"]), fit the scaler on the
-    training split if asked, and create the run directory."""
+            overrides: Optional[dict] = None, run_dir: bool = True, device: Optional[str] = None,
+            sets=()) -> Job:
+    """Compile `file` (with the --set items `sets` written in), load and split its data (or
+    overrides["data"]), fit the scaler on the training split if asked, and create the run
+    directory."""
     ov = {k: v for k, v in (overrides or {}).items() if v is not None}
     TrainSettings.check_overrides(ov)
     t0 = time.perf_counter()
     source, shown = read_source(file)
-    model = build(source, shown, dtype=dtype or "float32", device=device, disabled=disabled, seed=ov.get("seed"))
+    model = build(source, shown, dtype=dtype or "float32", device=device, disabled=disabled, seed=ov.get("seed"),
+                  sets=tuple(sets))
     compile_s = time.perf_counter() - t0
     model.settings.override(**ov)
     ds, (train, val, test) = _fresh_data(model)
@@ -98,7 +102,7 @@ def new_job(file: str, *, dtype: Optional[str] = None, disabled=(), out: Optiona
     if run_dir:
         doc = {"netc": checkpoint.netc_version(), "model": model.name, "file": os.path.abspath(file),
                "source_file": f"{model.name}.net", "dtype": model.artifact.dtype, "no_pass": list(disabled),
-               "overrides": ov, "settings": model.settings.to_json(), "classes": model.classes,
+               "overrides": ov, "set": list(sets), "settings": model.settings.to_json(), "classes": model.classes,
                "data": {"sha256": data_hash(ds), "samples": len(ds.X), "train": len(train.X),
                         "val": len(val.X), "test": len(test.X)},
                "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -125,6 +129,8 @@ def _same_source(file: str, source: str, path: str, doc: dict) -> None:
         raise NetcError.single(f"cannot read {file}: {e.strerror}") from None
     except UnicodeDecodeError:
         raise NetcError.single(f"cannot read {file}: not UTF-8 text") from None
+    if doc.get("set"):                  # the run's source holds its --set values
+        current = apply_sets(current, file, doc["set"])[0]
     changes = source_changes(source, current)
     if changes:
         raise NetcError.single(
@@ -163,7 +169,7 @@ def _restart(rd: RunDir, doc: dict, file: Optional[str], path: str) -> Job:
                [f"the run in {path} was stopped before its first checkpoint was complete; starting it again"])
 
 
-RESUME_FIXED = ("seed", "batch", "data", "dtype", "no_pass", "out")
+RESUME_FIXED = ("seed", "batch", "data", "dtype", "no_pass", "out", "set")
 
 
 def resume_job(path: str, file: Optional[str] = None, *, epochs: Optional[int] = None,
