@@ -37,7 +37,21 @@ def load_dataset(model: Model, spec: Optional[dict] = None) -> D.Dataset:
     ds = load_spec(spec) if spec is not None else load_data(model.settings)
     ds = model.remap_classes(ds)
     width = t.classes if t.kind == "class" else int(np.prod(t.shape))
-    return D.validate(ds, model.ir.input_shape, t.kind, width, ds.name or "data")
+    ds = D.validate(ds, model.ir.input_shape, t.kind, width, ds.name or "data")
+    _fits_dtype(ds, model.dtype, t.kind)
+    return ds
+
+
+def _fits_dtype(ds: D.Dataset, dtype, kind: str) -> None:
+    """Refuse values finite in float64 but not in the model's dtype here, before the split, so
+    that the message names the sample's row in the file (Model.prepare checks a split again)."""
+    big = float(np.finfo(dtype).max)
+    for values, what in ((ds.X, "feature"), (ds.y if kind == "real" else None, "target")):
+        if values is None or not (np.abs(values) > big).any():
+            continue
+        row, *col = D._first_bad(np.abs(values) > big)
+        raise D.DataError(f"{ds.name or 'data'}: {D.where(ds, row)}, {what} {col[0] if len(col) == 1 else col}: "
+                          f"{values[(row, *col)]:g} is beyond the range of {np.dtype(dtype).name} (about ±{big:.3g})")
 
 
 def data_hash(ds: D.Dataset) -> str:
