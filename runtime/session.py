@@ -121,7 +121,35 @@ def new_job(file: str, *, dtype: Optional[str] = None, disabled=(), out: Optiona
                         "val": len(val.X), "test": len(test.X)},
                "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
         rd = RunDir.create(out, model, doc)
-    return Job(model, train, val, test, rd, compile_s=compile_s)
+    return Job(model, train, val, test, rd, compile_s=compile_s, notes=setting_notes(model, ov, ds, train))
+
+
+def setting_notes(model: Model, ov: dict, ds: D.Dataset, train: D.Dataset) -> list:
+    """What a new run should know about the settings it did not choose. Like Keras' `fit`,
+    netc does not guess epochs, a split or scaling; a model with no `epochs` anywhere (a bare
+    model trained on a CSV file, say) hears what the defaults are. A 2-way split's second part
+    is the validation split: said once, since a reader may take it for a test split."""
+    set_here = model.ir.train
+    notes = []
+    if "epochs" not in set_here and ov.get("epochs") is None:
+        unset = {"epochs": f"{model.settings.epochs} epochs"}
+        if "split" not in set_here:
+            unset["split"] = f"all {len(ds.X)} samples for training, none held out to validate"
+        X = np.asarray(train.X, np.float64).reshape(len(train.X), -1)
+        if not model.settings.standardize and len(X) > 1:
+            mean, std = np.abs(X.mean(0)).max(), X.std(0).max()
+            if mean > 1 or std > 2:
+                unset["standardize"] = (f"the features as they are (means up to {mean:.3g}, standard deviations "
+                                        f"up to {std:.3g})")
+        if len(unset) > 1:
+            notes.append(f"hint: nothing sets {', '.join(unset)}, so this run takes the defaults: "
+                         + "; ".join(unset.values()) + ". Like Keras, netc does not guess them; for a real run give "
+                         "e.g. --set train.epochs=200 --set train.split=0.8,0.2 --set train.standardize=true "
+                         "(or write them in the train block)")
+    if len(model.settings.split) == 2:
+        notes.append(f"split = {', '.join(f'{f:g}' for f in model.settings.split)}: the second part is the "
+                     f"validation split ('val'); for a test split give three fractions, e.g. split = 0.8, 0.1, 0.1")
+    return notes
 
 
 def _fresh_data(model: Model):
