@@ -55,6 +55,21 @@ def parse_sets(items: Sequence[str]) -> List[Tuple[str, Optional[str], str, str]
             raise NetcError.single(
                 f"not a key of the file; keys are train.KEY, optimizer, optimizer.ARG, "
                 f"schedule, schedule.ARG", where, hint=f"did you mean '{close}'?" if close else None)
+        # the value alone first: a value that is no expression (`(3`) must not be read
+        # together with the file's next lines
+        if section == "train":
+            probe = f"train {{\n  k = {value}\n}}\n"
+        elif not key:
+            probe = f"{section} {value}\n"           # a whole call
+        else:
+            probe = f"optimizer sgd(k={value})\n"    # one argument
+        try:
+            parse(probe, where.file)
+        except NetcError as e:
+            first = e.diagnostics[0]
+            raise NetcError.single(f"the value '{value}' cannot be read: {first.message}", where,
+                                   hint="write it as in the file, e.g. train.split=0.8,0.2 or "
+                                        "optimizer=adam(lr=0.001)") from None
         out[(section, key or None)] = (section, key or None, value, item)
     return list(out.values())
 
