@@ -21,7 +21,7 @@ from netc.dsl.parser import decode
 from . import checkpoint
 from .model import Model
 from .overrides import apply_sets, relocate
-from .settings import TrainSettings, resolve, train_block_errors
+from .settings import TrainSettings, need_output, resolve, train_block_errors
 
 
 def read_source(path_or_source: str) -> Tuple[str, str]:
@@ -45,6 +45,7 @@ def check_source(source: str, file: str = "<string>", disabled=(), sets=()) -> T
     try:
         checked, settings = _checked(edited, file, disabled)
         check_memory(checked, "float32", settings.batch)
+        need_output(checked.model, edited)
     except NetcError as e:
         raise relocate(e, edited, regions, source) from None
     return checked, settings

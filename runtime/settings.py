@@ -210,19 +210,19 @@ def _resolve(t: dict, schedule, model: Optional[ModelIR], file: str, source: str
             s.device = name
     if schedule is not None:
         s.schedule = schedule_of(schedule, diag)
-    if model is not None:
-        need_output(model, diag)
     diag.raise_if_errors()
     return s
 
 
-def need_output(model: ModelIR, diag: Collector) -> None:
-    """A model trained on labelled data needs an output (what `predict` returns, what the
-    metrics and the epoch's outputs are computed from). Without an `output` statement it is the
-    prediction given to the first loss function; a loss written by hand (`loss -sum(onehot(y) *
-    log(p))`) gives none, so the file must say which value it is."""
+def need_output(model: ModelIR, source: str) -> None:
+    """A model trained or evaluated on labelled data needs an output (what `predict` returns,
+    what the metrics are computed from). Without an `output` statement it is the prediction
+    given to the first loss function; a loss written by hand (`loss -sum(onehot(y) * log(p))`)
+    gives none, so the file must say which value it is. Raises NetcError at the first loss
+    (`netc check` and `netc train` ask; compiling such a model is fine)."""
     if model.output is not None or model.target is None or not model.losses:
         return
+    diag = Collector(source)
     g = model.graph.g
     loss = model.losses[0]
     # a suggestion: the last value defined from the input alone (not a param, not the input)
@@ -234,6 +234,7 @@ def need_output(model: ModelIR, diag: Collector) -> None:
             "name the prediction and add `output NAME`, e.g. `p = softmax(...)` and `output p`")
     diag.error(loss.span, "the model has no output: this loss is written by hand, so netc cannot tell what "
                "the model predicts (what predict returns and the metrics are computed from)", hint)
+    diag.raise_if_errors()
 
 
 def show(v) -> str:
