@@ -218,8 +218,10 @@ def need_output(model: ModelIR, source: str) -> None:
     """A model trained or evaluated on labelled data needs an output (what `predict` returns,
     what the metrics are computed from). Without an `output` statement it is the prediction
     given to the first loss function; a loss written by hand (`loss -sum(onehot(y) * log(p))`)
-    gives none, so the file must say which value it is. Raises NetcError at the first loss
-    (`netc check` and `netc train` ask; compiling such a model is fine)."""
+    gives none: the front end then takes the last named value the loss uses that is computed
+    from the input alone (`p`), and when there is none either the file must say which value
+    it is. Raises NetcError at the first loss (`netc check` and `netc train` ask; compiling
+    such a model is fine)."""
     if model.output is not None or model.target is None or not model.losses:
         return
     diag = Collector(source)
@@ -232,8 +234,9 @@ def need_output(model: ModelIR, source: str) -> None:
     hint = (f"add `output {fits[-1][1]}` if that is the prediction (what the loss compares with the "
             f"target)" if fits else
             "name the prediction and add `output NAME`, e.g. `p = softmax(...)` and `output p`")
-    diag.error(loss.span, "the model has no output: this loss is written by hand, so netc cannot tell what "
-               "the model predicts (what predict returns and the metrics are computed from)", hint)
+    diag.error(loss.span, "the model has no output: this loss is written by hand and uses no named value computed "
+               "from the input alone, so netc cannot tell what the model predicts (what predict returns and the "
+               "metrics are computed from)", hint)
     diag.raise_if_errors()
 
 
