@@ -521,11 +521,17 @@ class Elaborator:
                 name = next((n for n, v in top.values.items() if isinstance(v, Tensor) and v.node == node), "output")
                 return node, name
         # a first loss written by hand (`loss -sum(onehot(y) * log(p))`) gives no prediction:
-        # the last value the file names that this loss uses and that predict can compute
-        used = nx.ancestors(self.G.g, losses[0].node) if losses else set()
+        # the last value the file names that this loss uses, that predict can compute, and
+        # that has a prediction's shape (one value per class, or the target's shape)
+        if self.target is None or not losses:
+            return None, ""
+        used = nx.ancestors(self.G.g, losses[0].node)
+        t = self.target
+        want = (t.classes,) if t.kind == "class" else tuple(t.shape)
         for st in reversed(self.program.statements):
             v = top.values.get(st.name) if isinstance(st, A.Assign) else None
-            if isinstance(v, Tensor) and v.node in used and self.input is not None:
+            if isinstance(v, Tensor) and v.node in used and self.input is not None \
+                    and tuple(self.G.shape(v.node))[1:] == want:
                 before = nx.ancestors(self.G.g, v.node)
                 if self.input[2] in before and (self.target is None or self.target.node not in before):
                     return v.node, st.name
