@@ -16,12 +16,13 @@ import numpy as np
 
 from netc.compiler import frontend
 from netc.dsl import NetcError, parse
+from netc.dsl.diagnostics import Diagnostic
 from netc.dsl.parser import decode
 
 from . import checkpoint
 from .model import Model
 from .overrides import apply_sets, relocate
-from .settings import TrainSettings, need_output, resolve, train_block_errors
+from .settings import TrainSettings, missing_output, resolve, train_block_errors
 
 
 def read_source(path_or_source: str) -> Tuple[str, str]:
@@ -45,7 +46,10 @@ def check_source(source: str, file: str = "<string>", disabled=(), sets=()) -> T
     try:
         checked, settings = _checked(edited, file, disabled)
         check_memory(checked, "float32", settings.batch)
-        need_output(checked.model, edited)
+        missing = missing_output(checked.model)
+        if missing is not None:                 # fine to compile; training needs an output
+            checked.model.warnings.append(Diagnostic(missing.span, missing.message + "; netc train needs one",
+                                                     missing.hint, "warning"))
     except NetcError as e:
         raise relocate(e, edited, regions, source) from None
     return checked, settings

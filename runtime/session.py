@@ -21,7 +21,7 @@ from .loop import History, LoopState
 from .model import Model
 from .overrides import apply_sets
 from .rundir import RunDir, source_changes
-from .settings import TrainSettings, load_data, load_spec, need_output
+from .settings import TrainSettings, load_data, load_spec, missing_output
 
 
 def load_dataset(model: Model, spec: Optional[dict] = None) -> D.Dataset:
@@ -31,7 +31,9 @@ def load_dataset(model: Model, spec: Optional[dict] = None) -> D.Dataset:
     if t is None:
         raise NetcError.single(f"{model.file}: model '{model.name}' has no target, so it cannot be "
                                f"trained or evaluated on labelled data")
-    need_output(model.ir, model.source)
+    missing = missing_output(model.ir)
+    if missing is not None:
+        raise NetcError([missing], model.source)
     if spec is None and model.settings.data is None:
         raise NetcError.single(f"{model.file}: the train block names no data",
                                hint="add `data = ...` to the train block, or give --data")

@@ -7,7 +7,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Tuple
 
-import networkx as nx
 import numpy as np
 
 from netc.compiler.backend import DEVICES
@@ -214,30 +213,20 @@ def _resolve(t: dict, schedule, model: Optional[ModelIR], file: str, source: str
     return s
 
 
-def need_output(model: ModelIR, source: str) -> None:
-    """A model trained or evaluated on labelled data needs an output (what `predict` returns,
-    what the metrics are computed from). Without an `output` statement it is the prediction
-    given to the first loss function; a loss written by hand (`loss -sum(onehot(y) * log(p))`)
-    gives none: the front end then takes the last named value the loss uses that is computed
-    from the input alone (`p`), and when there is none either the file must say which value
-    it is. Raises NetcError at the first loss (`netc check` and `netc train` ask; compiling
-    such a model is fine)."""
+def missing_output(model: ModelIR) -> Optional[Diagnostic]:
+    """The error of a model trained or evaluated on labelled data without an output (what
+    `predict` returns, what the metrics are computed from), or None. Without an `output`
+    statement the output is the prediction given to the first loss function, or for a loss
+    written by hand (`loss -sum(onehot(y) * log(p))`) the last named value it uses that predict
+    can compute (`p`); a loss with neither (`loss -sum(onehot(y) * log_softmax(dense(x, 3)))`)
+    leaves the file to say which value it is. Compiling such a model is fine; `netc check`
+    warns, `netc train` and `netc eval` refuse."""
     if model.output is not None or model.target is None or not model.losses:
-        return
-    diag = Collector(source)
-    g = model.graph.g
-    loss = model.losses[0]
-    # a suggestion: the last value defined from the input alone (not a param, not the input)
-    fits = sorted((node, name) for name, node in model.defs.items()
-                  if node != model.input_node and model.input_node in nx.ancestors(g, node)
-                  and model.target.node not in nx.ancestors(g, node))
-    hint = (f"add `output {fits[-1][1]}` if that is the prediction (what the loss compares with the "
-            f"target)" if fits else
-            "name the prediction and add `output NAME`, e.g. `p = softmax(...)` and `output p`")
-    diag.error(loss.span, "the model has no output: this loss is written by hand and uses no named value computed "
-               "from the input alone, so netc cannot tell what the model predicts (what predict returns and the "
-               "metrics are computed from)", hint)
-    diag.raise_if_errors()
+        return None
+    return Diagnostic(model.losses[0].span, "the model has no output: this loss is written by hand and names no "
+                      "value that predict can compute, so netc cannot tell what the model predicts (what predict "
+                      "returns and the metrics are computed from)",
+                      "name the prediction and add `output NAME`, e.g. `p = softmax(dense(h, 3))` and `output p`")
 
 
 def show(v) -> str:
