@@ -533,7 +533,7 @@ class Elaborator:
             if isinstance(v, Tensor) and v.node in used and self.input is not None \
                     and tuple(self.G.shape(v.node))[1:] == want:
                 before = nx.ancestors(self.G.g, v.node)
-                if self.input[2] in before and (self.target is None or self.target.node not in before):
+                if self.input[2] in before and t.node not in before:
                     return v.node, st.name
         return None, ""
 

@@ -80,7 +80,7 @@ class TrainSettings:
         for key in ("epochs", "seed"):
             v = ov.get(key)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-                raise NetcError.single(f"--{key} must be a whole number >= 0, got {v}")
+                raise NetcError.single(f"--{key} must be >= 0, got {v}", hint=f"a whole number, as `{key}` in a train block")
         b = ov.get("batch")
         if b is not None and b != "full":
             try:

@@ -79,8 +79,8 @@ def test_json_with_quiet_is_the_json_alone(tiny, tmp_path, run_main):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (("--seed", "-1"), "--seed must be a whole number >= 0, got -1"),
-    (("--epochs", "-2"), "--epochs must be a whole number >= 0, got -2"),
+    (("--seed", "-1"), "error: --seed must be >= 0, got -1"),
+    (("--epochs", "-2"), "error: --epochs must be >= 0, got -2"),
     (("--batch", "0"), "--batch is a number >= 1 or 'full', got '0'"),
     (("--threads", "0"), "--threads must be at least 1"),
     (("--set", "train.seed=-1"), "--set train.seed=-1: error: 'seed' must be a whole number >= 0, got -1"),
