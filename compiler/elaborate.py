@@ -130,7 +130,7 @@ class Elaborator:
             if isinstance(st, (A.ParamDecl, A.Assign)) and st not in late:
                 self.try_eval_name(top, st.name)
         losses = self.eval_losses(top, late)
-        output, output_name = self.eval_output(top)
+        output, output_name = self.eval_output(top, losses)
         optimizer = self.eval_optimizer()
         schedules = prog.of_type(A.ScheduleDecl)
         schedule = static_value(schedules[0].call) if schedules else None
@@ -496,7 +496,7 @@ class Elaborator:
                                "training cannot change it; did you mean to use the model's prediction?")
         return [out[k] for k in sorted(out)]
 
-    def eval_output(self, top: Scope):
+    def eval_output(self, top: Scope, losses=()):
         decls = self.program.of_type(A.OutputDecl)
         for extra in decls[1:]:
             self.diag.error(extra.span, "a second `output` statement")
@@ -520,6 +520,21 @@ class Elaborator:
                     and (self.target is None or self.target.node not in before):
                 name = next((n for n, v in top.values.items() if isinstance(v, Tensor) and v.node == node), "output")
                 return node, name
+        # a first loss written by hand (`loss -sum(onehot(y) * log(p))`) gives no prediction:
+        # the last value the file names that this loss uses, that predict can compute, and
+        # that has a prediction's shape (one value per class, or the target's shape)
+        if self.target is None or not losses:
+            return None, ""
+        used = nx.ancestors(self.G.g, losses[0].node)
+        t = self.target
+        want = (t.classes,) if t.kind == "class" else tuple(t.shape)
+        for st in reversed(self.program.statements):
+            v = top.values.get(st.name) if isinstance(st, A.Assign) else None
+            if isinstance(v, Tensor) and v.node in used and self.input is not None \
+                    and tuple(self.G.shape(v.node))[1:] == want:
+                before = nx.ancestors(self.G.g, v.node)
+                if self.input[2] in before and t.node not in before:
+                    return v.node, st.name
         return None, ""
 
     def eval_optimizer(self):

@@ -39,6 +39,7 @@ EXIT_USER = 2
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="netc", description="Compile and train .net models.")
+    p.add_argument("--version", action="version", version=f"netc {netc.__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", help="compile FILE.net and train it on the data of its train block")
@@ -46,12 +47,18 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, help="override the train block's epochs (with --resume: extend the run)")
     t.add_argument("--seed", type=int, help="override the train block's seed")
     t.add_argument("--batch", help="override the batch size (a number or 'full')")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a key of the file's train block, optimizer or schedule, checked as in the file: "
+                        "train.epochs=5, train.split=0.8,0.2, optimizer.lr=0.01, optimizer=adam(lr=0.001), "
+                        "schedule.gamma=0.5 (repeatable)")
     t.add_argument("--data", metavar="SOURCE", help="train on this data instead of the train block's: a .csv/.npz/.npy "
                    "file, or a source as in a train block, e.g. 'moons(n=500)'")
     t.add_argument("--label", metavar="COLUMN", help="the label column of a --data CSV file (name or 0-based index)")
     t.add_argument("--dtype", choices=["float32", "float64"], default=None, help="float type (default float32)")
-    t.add_argument("--json", action="store_true", help="print the final metrics as one JSON object, last")
-    t.add_argument("--quiet", action="store_true", help="no progress (bar or per-epoch lines); the final table stays")
+    t.add_argument("--json", action="store_true", help="print the final metrics as one JSON object, last "
+                   "(with --quiet: the JSON alone)")
+    t.add_argument("--quiet", action="store_true", help="no progress (bar or per-epoch lines); the final table stays "
+                   "(with --json: only the JSON)")
     t.add_argument("--out", metavar="DIR", help="the run directory (default runs/<model>-<time>/)")
     t.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where its last checkpoint is")
     t.add_argument("--plot", action="store_true", help="write loss/metric curves (and decision regions) as PNG into the run directory")
@@ -61,7 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--no-pass", action="append", default=[], metavar="NAME", help="switch a compiler pass off")
     t.add_argument("--verbose", action="store_true", help="print the time of each compiler stage, the rewrites "
                    "that fired and the thread counts")
-    t.add_argument("--threads", type=int, metavar="N", help="BLAS threads (default: the cores not kept busy by others)")
+    t.add_argument("--threads", type=int, metavar="N", help="BLAS threads (default: NETC_THREADS, else every core available to this process)")
+    t.add_argument("--checkpoint-every", type=float, default=1.0, metavar="SECONDS",
+                   help="write the run's checkpoints at most every SECONDS (default 1; 0: after every epoch); "
+                        "always at the end and when the run stops early")
     t.add_argument("--ranks", type=int, metavar="N", help="train data-parallel on N MPI ranks: runs this command "
                    "under `mpiexec -n N` (or start it so yourself); needs netc[mpi]")
     t.add_argument("--device", choices=["cpu", "cuda", "auto"], default=None,
@@ -70,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="parse and check FILE.net, report every problem")
     c.add_argument("file", metavar="FILE.net")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="check with this value of a train block, optimizer or schedule key (as netc train --set)")
 
     s = sub.add_parser("show", help="print a compiler stage of FILE.net")
     s.add_argument("file", metavar="FILE.net")
@@ -120,15 +132,23 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+EXIT_PIPE = 128 + 13       # what the shell reports for a program ended by SIGPIPE
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]      # for --ranks: the same command under mpiexec
     # netc reports non-finite values itself (data checks, divergence), in words
     warnings.filterwarnings("ignore", category=RuntimeWarning)
     try:
-        return {"train": cmd_train, "check": cmd_check, "show": cmd_show, "eval": cmd_eval,
+        code = {"train": cmd_train, "check": cmd_check, "show": cmd_show, "eval": cmd_eval,
                 "predict": cmd_predict, "plot": cmd_plot, "graph": cmd_graph, "cache": cmd_cache,
                 "export": cmd_export, "summary": cmd_summary}[args.command](args)
+        sys.stdout.flush()         # a closed pipe shows here, not at the interpreter's exit
+        return code
+    except BrokenPipeError:       # `netc ... | head`: the reader has all it wants; end quietly
+        _silence_stdout()
+        return EXIT_PIPE
     except UserError as e:        # the user's mistake: the message, no traceback
         print(_render(e), file=sys.stderr)
         n = len(e.diagnostics) if isinstance(e, NetcError) else 1
@@ -152,6 +172,17 @@ def main(argv=None) -> int:
         print("error: this machine does not have the memory this needs (smaller shapes, batches or data "
               "would fit)", file=sys.stderr)
         return EXIT_USER
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so that the interpreter's last flush of what is
+    still buffered for a closed pipe raises nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):    # stdout is no file (captured in a test)
+        pass
 
 
 _OS_HINTS = {errno.ENOSPC: "the disk is full: free some space and run again (a run continues with --resume)",
@@ -202,20 +233,23 @@ def cmd_train(args) -> int:
     comm = distributed.setup(args.threads)      # under mpiexec: one rank of a data-parallel run
     if comm is not None and comm.Get_rank() != 0:
         return _train_rank(args)
+    if not args.checkpoint_every >= 0:
+        raise NetcError.single(f"--checkpoint-every must be >= 0 seconds, got {args.checkpoint_every:g}")
     if args.tensorboard:
         TensorBoardLog.writer_class()       # missing: exit 2 before any run directory is made
     if args.resume:
         job = session.resume_job(args.resume, args.file, epochs=args.epochs, given={
             "seed": args.seed, "batch": args.batch, "data": args.data, "label": args.label, "dtype": args.dtype,
-            "no_pass": args.no_pass, "out": args.out})
+            "no_pass": args.no_pass, "out": args.out, "set": args.set})
     else:
         if not args.file:
             raise NetcError.single("netc train: give FILE.net (or --resume DIR)")
         spec = parse_data_arg(args.data, args.label) if args.data else None
         job = session.new_job(args.file, dtype=args.dtype, disabled=args.no_pass, out=args.out,
                               overrides={"epochs": args.epochs, "seed": args.seed, "batch": args.batch, "data": spec},
-                              device=args.device)
+                              device=args.device, sets=args.set)
     model, run = job.model, job.run
+    run.checkpoint_every = args.checkpoint_every
     if args.tensorboard:
         run.log_tensorboard()
     _warnings(model)
@@ -248,9 +282,13 @@ def cmd_train(args) -> int:
                 print(f"  {k:28s} {v * 1000:8.1f} ms", file=sys.stderr)
     results = job.results()
     results["stopped_epoch"], results["best_epoch"] = history.stopped_epoch, history.best_epoch
-    print(_summary(results))
-    if history.summary():
-        print(history.summary())
+    # --json --quiet: the JSON alone on stdout (for `| python -m json.tool`); what else must be
+    # said (plots, the saved model) goes to stderr
+    text = sys.stderr if args.json and args.quiet else sys.stdout
+    if text is sys.stdout:
+        print(_summary(results))
+        if history.summary():
+            print(history.summary())
     if not args.quiet:
         first = history.epochs[0]["time"] if history.epochs else 0.0
         print(f"trained in {time.perf_counter() - t1:.2f} s (first epoch: {first:.2f} s); "
@@ -258,7 +296,7 @@ def cmd_train(args) -> int:
     if args.plot:
         parts = (job.train, job.val, job.test)
         paths = plot_run(run.path, model=model, data=_raw_points(model, parts))
-        print("plots: " + ", ".join(_shown(p) for p in paths))
+        print("plots: " + ", ".join(_shown(p) for p in paths), file=text)
     if args.save:
         model.save(args.save)
         if not args.quiet:
@@ -384,7 +422,7 @@ def _summary(results, splits=None) -> str:
 def cmd_check(args) -> int:
     """Everything before code generation (the front end's check), and the train settings."""
     source, file = read_source(args.file)
-    checked, settings = check_source(source, file)
+    checked, settings = check_source(source, file, sets=args.set)
     ir = checked.model
     for w in ir.warnings:
         print(render(w, source), file=sys.stderr)

@@ -17,11 +17,13 @@ import numpy as np
 
 from netc.compiler import frontend
 from netc.dsl import NetcError, parse
+from netc.dsl.diagnostics import Diagnostic
 from netc.dsl.parser import decode
 
 from . import checkpoint, distributed
 from .model import Model
-from .settings import TrainSettings, resolve
+from .overrides import apply_sets, relocate
+from .settings import TrainSettings, missing_output, resolve, train_block_errors
 
 
 def read_source(path_or_source: str) -> Tuple[str, str]:
@@ -37,13 +39,39 @@ def read_source(path_or_source: str) -> Tuple[str, str]:
     return text, "<string>"
 
 
-def check_source(source: str, file: str = "<string>", disabled=()) -> Tuple[frontend.Checked, TrainSettings]:
+def check_source(source: str, file: str = "<string>", disabled=(), sets=()) -> Tuple[frontend.Checked, TrainSettings]:
     """What `netc check` finds, without generating kernels: the front end's check of the model
-    and the train block's settings. Raises NetcError with every problem of the file."""
-    checked = frontend.check(parse(source, file), tuple(disabled))
-    settings = resolve(checked.model, file, source)
-    check_memory(checked, "float32", settings.batch)
+    and the train block's settings (`sets`: --set KEY=VALUE items, see overrides). Raises
+    NetcError with every problem of the file."""
+    edited, regions = apply_sets(source, file, sets)
+    try:
+        checked, settings = _checked(edited, file, disabled)
+        check_memory(checked, "float32", settings.batch)
+        missing = missing_output(checked.model)
+        if missing is not None:                 # fine to compile; training needs an output
+            checked.model.warnings.append(Diagnostic(missing.span, missing.message + "; netc train needs one",
+                                                     missing.hint, "warning"))
+    except NetcError as e:
+        raise relocate(e, edited, regions, source) from None
     return checked, settings
+
+
+def _checked(source: str, file: str, disabled=()) -> Tuple[frontend.Checked, TrainSettings]:
+    """The front end's check and the train block's settings; every problem of both at once
+    (the model's errors and a misspelled data source in one report)."""
+    t0 = time.perf_counter()
+    program = parse(source, file)
+    t_parse = time.perf_counter() - t0
+    try:
+        checked = frontend.check(program, tuple(disabled))
+    except NetcError as e:
+        seen = {(d.span, d.message) for d in e.diagnostics}
+        more = [d for d in train_block_errors(program) if (d.span, d.message) not in seen]
+        if more:
+            raise NetcError(list(e.diagnostics) + more, e.source if e.source is not None else source) from None
+        raise
+    checked.timings = {"parse": t_parse, **checked.timings}       # the stages in order, for --verbose
+    return checked, resolve(checked.model, file, source)
 
 
 def size_text(n: int) -> str:
@@ -83,20 +111,21 @@ def check_memory(checked: frontend.Checked, dtype: str, batch: Optional[int]) ->
 
 
 def build(source: str, file: str = "<string>", *, dtype: str = "float32", device: Optional[str] = "cpu",
-          disabled=(), seed: Optional[int] = None) -> Model:
+          disabled=(), seed: Optional[int] = None, sets=()) -> Model:
     """A Model with freshly initialized params (`seed`: default the train block's) compiled from
     `source` (named `file` in diagnostics; relative data paths are relative to it). `device`:
-    "cpu", "cuda", "auto", or None for the train block's `device`. Raises NetcError with every
-    problem of the file."""
-    t0 = time.perf_counter()
-    program = parse(source, file)
-    t_parse = time.perf_counter() - t0
-    checked = frontend.check(program, tuple(disabled))
-    checked.timings = {"parse": t_parse, **checked.timings}       # the stages in order, for --verbose
-    check_memory(checked, dtype, resolve(checked.model, file, source).batch)
+    "cpu", "cuda", "auto", or None for the train block's `device`. `sets`: --set KEY=VALUE
+    items written into the source first (the model's source is then the edited one, as
+    trained; see overrides). Raises NetcError with every problem of the file."""
+    edited, regions = apply_sets(source, file, sets)
+    try:
+        checked, settings = _checked(edited, file, disabled)
+        check_memory(checked, dtype, settings.batch)
+    except NetcError as e:
+        raise relocate(e, edited, regions, source) from None
     # under mpiexec with several ranks: with the split train step of data-parallel training
     compiled = frontend.lower(checked, device=device, dtype=dtype, split=distributed.active())
-    return Model(compiled, resolve(compiled.model, file, source), file, source, seed)
+    return Model(compiled, resolve(compiled.model, file, edited), file, edited, seed)
 
 
 def load(path: str) -> Model:

@@ -28,7 +28,7 @@ from netc.dsl import UserError, did_you_mean
 
 __all__ = [
     "DataError", "Dataset", "GENERATORS", "generate", "load_digits", "load_mnist", "load_csv", "load_npz",
-    "load_idx", "validate", "split",
+    "load_idx", "validate", "split", "where",
 ]
 
 _DIGITS_PATH = Path(__file__).resolve().parent / "datasets" / "digits.npz"
@@ -52,6 +52,15 @@ class Dataset:
     y: np.ndarray
     classes: list[str] | None = None
     name: str = ""
+    lines: np.ndarray | None = None      # each sample's line in its text file (a CSV's), for messages
+
+
+def where(ds: Dataset, i: int) -> str:
+    """Sample `i` as a message names it: by its row in the file (the line a text editor shows,
+    as the CSV reader's messages count) when it came from one, and by its 0-based index."""
+    if ds.lines is not None and 0 <= i < len(ds.lines):
+        return f"row {int(ds.lines[i])}, sample {i}"
+    return f"sample {i}"
 
 
 def _did_you_mean(word: str, options: Sequence[str]) -> str:
@@ -358,10 +367,13 @@ def load_csv(path, label=None) -> Dataset:
         raise DataError(f"{source}: no feature columns; the file has only the label column "
                         f"'{header[col]}'")
 
+    records = list(records)
+    lines = np.array([line for line, _ in records], np.int64)
     values = _csv_fast(text, delimiter, header_row, len(header))
     if values is not None:
         y, classes = _as_labels(source, values[:, col])
-        return Dataset(np.ascontiguousarray(values[:, features]), y, classes, Path(source).name)
+        return Dataset(np.ascontiguousarray(values[:, features]), y, classes, Path(source).name,
+                       lines if len(lines) == len(values) else None)
 
     rows, labels, label_rows = [], [], []
     for line, record in records:
@@ -383,7 +395,7 @@ def load_csv(path, label=None) -> Dataset:
     if not rows:
         raise DataError(f"{source}: no data rows after the header")
     y, classes = _csv_labels(source, header[col], labels, label_rows)
-    return Dataset(np.array(rows, dtype=np.float64), y, classes, Path(source).name)
+    return Dataset(np.array(rows, dtype=np.float64), y, classes, Path(source).name, np.array(label_rows, np.int64))
 
 
 def _csv_labels(source: str, column: str, labels: list[str], rows: list[int]):
@@ -512,20 +524,20 @@ def validate(ds: Dataset, feature_shape: tuple, target_kind: str, num_classes_or
     X = np.ascontiguousarray(X.reshape((n,) + shape), dtype=np.float64)
     if not np.isfinite(X).all():
         row, *col = _first_bad(~np.isfinite(X))
-        where = f"feature {col[0] if len(col) == 1 else col}"
-        raise DataError(f"{source}: sample {row}, {where} is {X[(row, *col)]} (not a finite number)")
+        feature = f"feature {col[0] if len(col) == 1 else col}"
+        raise DataError(f"{source}: {where(ds, row)}, {feature} is {X[(row, *col)]} (not a finite number)")
     if y.dtype.kind not in "biuf":
         raise DataError(f"{source}: labels must be numbers, got dtype {y.dtype}")
     y = y.astype(np.float64)
     if not np.isfinite(y).all():
         row, *_ = _first_bad(~np.isfinite(y))
-        raise DataError(f"{source}: sample {row}: label {y[row].tolist()} is not a finite number")
+        raise DataError(f"{source}: {where(ds, row)}: label {y[row].tolist()} is not a finite number")
     k = int(num_classes_or_width)
     if target_kind == "real":
         if y.size != n * k:
             raise DataError(f"{source}: each sample has {y.size // n} target values but the "
                             f"target expects {k}")
-        return Dataset(X, np.ascontiguousarray(y.reshape(n, k)), ds.classes, ds.name)
+        return Dataset(X, np.ascontiguousarray(y.reshape(n, k)), ds.classes, ds.name, ds.lines)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     elif y.ndim == 2 and y.shape[1] == k and ((y == 0) | (y == 1)).all() and (y.sum(1) == 1).all():
@@ -539,9 +551,9 @@ def validate(ds: Dataset, feature_shape: tuple, target_kind: str, num_classes_or
         value = int(y[row]) if y[row].is_integer() and abs(y[row]) < 2 ** 53 else float(y[row])
         name = f" ('{ds.classes[value]}')" if ds.classes and isinstance(value, int) \
             and 0 <= value < len(ds.classes) else ""
-        raise DataError(f"{source}: sample {row}: label {value}{name} is not a class id; "
+        raise DataError(f"{source}: {where(ds, row)}: label {value}{name} is not a class id; "
                         f"class labels must be integers 0..{k - 1}")
-    return Dataset(X, y.astype(np.int64), ds.classes, ds.name)
+    return Dataset(X, y.astype(np.int64), ds.classes, ds.name, ds.lines)
 
 
 def _split_counts(n: int, fractions: Sequence[float]) -> np.ndarray:

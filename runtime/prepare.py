@@ -60,10 +60,10 @@ def remap_classes(ds: D.Dataset, classes: Optional[List[str]]) -> D.Dataset:
     unknown = [c for c in ds.classes if c not in index]
     if unknown:
         row = int(np.argmax(np.asarray(ds.y) == ds.classes.index(unknown[0])))
-        raise D.DataError(f"{ds.name}: sample {row}: label '{unknown[0]}' is not one of the model's "
+        raise D.DataError(f"{ds.name}: {D.where(ds, row)}: label '{unknown[0]}' is not one of the model's "
                           f"classes ({', '.join(classes)})")
     table = np.array([index[c] for c in ds.classes], np.int64)
-    return D.Dataset(ds.X, table[np.asarray(ds.y, np.int64)], list(classes), ds.name)
+    return D.Dataset(ds.X, table[np.asarray(ds.y, np.int64)], list(classes), ds.name, ds.lines)
 
 
 def prepare(X, y, ir: ModelIR, dtype, classes: Optional[List[str]], scaler: Optional[Scaler],

@@ -19,14 +19,34 @@ from . import loop
 from .build import build, read_source
 from .loop import History, LoopState
 from .model import Model
+from .overrides import apply_sets
 from .rundir import RunDir, source_changes
-from .settings import TrainSettings
+from .settings import TrainSettings, missing_output
 
 
 def load_dataset(model: Model, spec: Optional[dict] = None) -> D.Dataset:
     """The data of `spec` (default: the model's train block), checked against the model
-    (Model.load_dataset)."""
-    return model.load_dataset(spec)
+    (Model.load_dataset); for netc train and eval also refused for a model whose output
+    cannot be inferred, and with values beyond the model's dtype named by their row."""
+    if model.ir.target is not None:
+        missing = missing_output(model.ir)
+        if missing is not None:
+            raise NetcError([missing], model.source)
+    ds = model.load_dataset(spec)
+    _fits_dtype(ds, model.dtype, model.ir.target.kind)
+    return ds
+
+
+def _fits_dtype(ds: D.Dataset, dtype, kind: str) -> None:
+    """Refuse values finite in float64 but not in the model's dtype here, before the split, so
+    that the message names the sample's row in the file (Model.prepare checks a split again)."""
+    big = float(np.finfo(dtype).max)
+    for values, what in ((ds.X, "feature"), (ds.y if kind == "real" else None, "target")):
+        if values is None or not (np.abs(values) > big).any():
+            continue
+        row, *col = D._first_bad(np.abs(values) > big)
+        raise D.DataError(f"{ds.name or 'data'}: {D.where(ds, row)}, {what} {col[0] if len(col) == 1 else col}: "
+                          f"{values[(row, *col)]:g} is beyond the range of {np.dtype(dtype).name} (about ±{big:.3g})")
 
 
 def data_hash(ds: D.Dataset) -> str:
@@ -72,14 +92,17 @@ class Job:
 
 
 def new_job(file: str, *, dtype: Optional[str] = None, disabled=(), out: Optional[str] = None,
-            overrides: Optional[dict] = None, run_dir: bool = True, device: Optional[str] = None) -> Job:
-    """Compile `file`, load and split its data (or overrides["data"]), fit the scaler on the
-    training split if asked, and create the run directory."""
+            overrides: Optional[dict] = None, run_dir: bool = True, device: Optional[str] = None,
+            sets=()) -> Job:
+    """Compile `file` (with the --set items `sets` written in), load and split its data (or
+    overrides["data"]), fit the scaler on the training split if asked, and create the run
+    directory."""
     ov = {k: v for k, v in (overrides or {}).items() if v is not None}
     TrainSettings.check_overrides(ov)
     t0 = time.perf_counter()
     source, shown = read_source(file)
-    model = build(source, shown, dtype=dtype or "float32", device=device, disabled=disabled, seed=ov.get("seed"))
+    model = build(source, shown, dtype=dtype or "float32", device=device, disabled=disabled, seed=ov.get("seed"),
+                  sets=tuple(sets))
     compile_s = time.perf_counter() - t0
     model.settings.override(**ov)
     ds, (train, val, test) = _fresh_data(model)
@@ -87,12 +110,40 @@ def new_job(file: str, *, dtype: Optional[str] = None, disabled=(), out: Optiona
     if run_dir:
         doc = {"netc": checkpoint.netc_version(), "model": model.name, "file": os.path.abspath(file),
                "source_file": f"{model.name}.net", "dtype": model.artifact.dtype, "no_pass": list(disabled),
-               "overrides": ov, "settings": model.settings.to_json(), "classes": model.classes,
+               "overrides": ov, "set": list(sets), "settings": model.settings.to_json(), "classes": model.classes,
                "data": {"sha256": data_hash(ds), "samples": len(ds.X), "train": len(train.X),
                         "val": len(val.X), "test": len(test.X)},
                "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
         rd = RunDir.create(out, model, doc)
-    return Job(model, train, val, test, rd, compile_s=compile_s)
+    return Job(model, train, val, test, rd, compile_s=compile_s, notes=setting_notes(model, ov, ds, train))
+
+
+def setting_notes(model: Model, ov: dict, ds: D.Dataset, train: D.Dataset) -> list:
+    """What a new run should know about the settings it did not choose. Like Keras' `fit`,
+    netc does not guess epochs, a split or scaling; a model with no `epochs` anywhere (a bare
+    model trained on a CSV file, say) hears what the defaults are. A 2-way split's second part
+    is the validation split: said once, since a reader may take it for a test split."""
+    set_here = model.ir.train
+    notes = []
+    if "epochs" not in set_here and ov.get("epochs") is None:
+        unset = {"epochs": f"{model.settings.epochs} epochs"}
+        if "split" not in set_here:
+            unset["split"] = f"all {len(ds.X)} samples for training, none held out to validate"
+        X = np.asarray(train.X, np.float64).reshape(len(train.X), -1)
+        if not model.settings.standardize and len(X) > 1:
+            mean, std = np.abs(X.mean(0)).max(), X.std(0).max()
+            if mean > 1 or std > 2:
+                unset["standardize"] = (f"the features as they are (means up to {mean:.3g}, standard deviations "
+                                        f"up to {std:.3g})")
+        if len(unset) > 1:
+            notes.append(f"hint: nothing sets {', '.join(unset)}, so this run takes the defaults: "
+                         + "; ".join(unset.values()) + ". Like Keras, netc does not guess them; for a real run give "
+                         "e.g. --set train.epochs=200 --set train.split=0.8,0.2 --set train.standardize=true "
+                         "(or write them in the train block)")
+    if len(model.settings.split) == 2:
+        notes.append(f"split = {', '.join(f'{f:g}' for f in model.settings.split)}: the second part is the "
+                     f"validation split ('val'); for a test split give three fractions, e.g. split = 0.8, 0.1, 0.1")
+    return notes
 
 
 def _fresh_data(model: Model):
@@ -114,6 +165,8 @@ def _same_source(file: str, source: str, path: str, doc: dict) -> None:
         raise NetcError.single(f"cannot read {file}: {e.strerror}") from None
     except UnicodeDecodeError:
         raise NetcError.single(f"cannot read {file}: not UTF-8 text") from None
+    if doc.get("set"):                  # the run's source holds its --set values
+        current = apply_sets(current, file, doc["set"])[0]
     changes = source_changes(source, current)
     if changes:
         raise NetcError.single(
@@ -153,7 +206,7 @@ def _restart(rd: RunDir, doc: dict, file: Optional[str], path: str, write: bool 
                [f"the run in {path} was stopped before its first checkpoint was complete; starting it again"])
 
 
-RESUME_FIXED = ("seed", "batch", "data", "dtype", "no_pass", "out")
+RESUME_FIXED = ("seed", "batch", "data", "dtype", "no_pass", "out", "set")
 
 
 def resume_job(path: str, file: Optional[str] = None, *, epochs: Optional[int] = None,

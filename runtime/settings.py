@@ -10,10 +10,12 @@ from typing import Any, List, Optional, Tuple
 import numpy as np
 
 from netc.compiler.backend import DEVICES
-from netc.compiler.values import ModelIR, Ref, StaticCall
+from netc.compiler.trainblock import read_train_block
+from netc.compiler.values import ModelIR, Ref, StaticCall, static_value
+from netc.dsl import ast as A
 from netc.dsl.ast import NO_SPAN
 from netc.dsl import NetcError
-from netc.dsl.diagnostics import Collector, did_you_mean
+from netc.dsl.diagnostics import Collector, Diagnostic, did_you_mean
 
 from . import data as D
 from . import metrics as M
@@ -84,8 +86,11 @@ class TrainSettings:
     @staticmethod
     def check_overrides(ov: dict) -> None:
         """Raise NetcError for a command line's overrides that make no sense (before compiling)."""
-        if ov.get("epochs") is not None and int(ov["epochs"]) < 0:
-            raise NetcError.single(f"--epochs must be >= 0, got {ov['epochs']}")
+        # the bounds of the train block's `epochs` and `seed` (resolve)
+        for key in ("epochs", "seed"):
+            v = ov.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise NetcError.single(f"--{key} must be >= 0, got {v}", hint=f"a whole number, as `{key}` in a train block")
         b = ov.get("batch")
         if b is not None and b != "full":
             try:
@@ -98,7 +103,7 @@ class TrainSettings:
     def override(self, seed=None, epochs=None, batch=None, data=None) -> None:
         """The command line's overrides (None: keep the train block's): `batch` is a number or
         "full", `data` a data spec (see parse_data_arg). Raises NetcError for bad values."""
-        self.check_overrides({"epochs": epochs, "batch": batch})
+        self.check_overrides({"epochs": epochs, "seed": seed, "batch": batch})
         if seed is not None:
             self.seed = int(seed)
         if epochs is not None:
@@ -111,11 +116,29 @@ class TrainSettings:
 
 def resolve(model: ModelIR, file: str, source: str) -> TrainSettings:
     """Settings from a model's train block; raises NetcError listing every bad value."""
+    return _resolve(model.train, model.schedule, model, file, source)
+
+
+def train_block_errors(program: A.Program) -> List[Diagnostic]:
+    """The train block's and schedule's bad values, found without the model (for a file whose
+    model has errors too, so that `check` reports every problem at once): what `resolve` would
+    say except what depends on the model (metrics that fit its target, early stopping's
+    monitor). The block's unknown or repeated keys are the front end's to report."""
+    t = read_train_block(program.of_type(A.TrainBlock), Collector(program.source))
+    schedules = program.of_type(A.ScheduleDecl)
+    schedule = static_value(schedules[0].call) if schedules else None
+    try:
+        _resolve(t, schedule, None, program.file, program.source)
+    except NetcError as e:
+        return list(e.diagnostics)
+    return []
+
+
+def _resolve(t: dict, schedule, model: Optional[ModelIR], file: str, source: str) -> TrainSettings:
     diag = Collector(source)
     s = TrainSettings(base_dir=os.path.dirname(os.path.abspath(file)) if os.path.exists(file) else os.getcwd())
-    t = model.train
-    kind = model.target.kind if model.target else None
-    s.metrics = default_metrics(model)
+    kind = model.target.kind if model is not None and model.target else None
+    s.metrics = default_metrics(model) if model is not None else []
 
     def num(key, lo, integer=False):
         v, span = t[key]
@@ -178,7 +201,7 @@ def resolve(model: ModelIR, file: str, source: str) -> TrainSettings:
             if wrong:
                 diag.error(span, f"metric '{wrong[0]}' does not fit a {kind} target")
             s.metrics = list(dict.fromkeys(names))
-    if "stop" in t:
+    if "stop" in t and model is not None:
         v, span = t["stop"]
         s.stop = early_stop(v, span, model, diag)
     if "standardize" in t:
@@ -194,10 +217,26 @@ def resolve(model: ModelIR, file: str, source: str) -> TrainSettings:
             diag.error(span, f"unknown device '{show(v)}'", "one of: " + ", ".join(DEVICES))
         else:
             s.device = name
-    if model.schedule is not None:
-        s.schedule = schedule_of(model.schedule, diag)
+    if schedule is not None:
+        s.schedule = schedule_of(schedule, diag)
     diag.raise_if_errors()
     return s
+
+
+def missing_output(model: ModelIR) -> Optional[Diagnostic]:
+    """The error of a model trained or evaluated on labelled data without an output (what
+    `predict` returns, what the metrics are computed from), or None. Without an `output`
+    statement the output is the prediction given to the first loss function, or for a loss
+    written by hand (`loss -sum(onehot(y) * log(p))`) the last named value it uses that predict
+    can compute (`p`); a loss with neither (`loss -sum(onehot(y) * log_softmax(dense(x, 3)))`)
+    leaves the file to say which value it is. Compiling such a model is fine; `netc check`
+    warns, `netc train` and `netc eval` refuse."""
+    if model.output is not None or model.target is None or not model.losses:
+        return None
+    return Diagnostic(model.losses[0].span, "the model has no output: this loss is written by hand and names no "
+                      "value that predict can compute, so netc cannot tell what the model predicts (what predict "
+                      "returns and the metrics are computed from)",
+                      "name the prediction and add `output NAME`, e.g. `p = softmax(dense(h, 3))` and `output p`")
 
 
 def show(v) -> str:
