@@ -310,6 +310,7 @@ def test_estimators_work_with_scikit_learns_tools(xy):
 
 def test_a_model_without_output_trains_on_its_losses(xy):
     X, y = xy
+    # a hand-written loss of a named prediction: that value is the output (compiler/elaborate.py)
     model = netc.compile("""model hand
 input  x[2]
 target y: class[2]
@@ -321,6 +322,19 @@ train {
 }
 """, seed=0)
     h = model.fit(X, y, epochs=2, validation_split=0.2)       # was "zero-dimensional arrays cannot be concatenated"
+    assert list(h.history) == ["loss", "accuracy", "val_loss", "val_accuracy", "lr"]
+    assert model.predict(X).shape == (len(X), 2)
+    # no named value to predict with: the fit trains on the losses alone, without metrics
+    model = netc.compile("""model hand
+input  x[2]
+target y: class[2]
+loss -sum(onehot(y) * log(softmax(dense(x, 2))))
+optimizer sgd(lr=0.1)
+train {
+  metrics = accuracy
+}
+""", seed=0)
+    h = model.fit(X, y, epochs=2, validation_split=0.2)
     assert list(h.history) == ["loss", "val_loss", "lr"]
     assert set(model.evaluate(X, y)) == {"loss"}
     with pytest.raises(netc.UserError, match="no output"):
