@@ -34,7 +34,7 @@ import numpy as np
 from netc.compiler.threads import available_cores, configure
 from netc.dsl import UserError
 
-from .diverge import diagnose
+from . import diverge
 
 # the size of the job as each MPI's launcher tells its processes (mpich/hydra: PMI_SIZE)
 SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE")
@@ -337,10 +337,4 @@ class DataParallel:
         """As the single-process loop: diagnose the failing global batch (replayed by this rank
         alone with the fused step), put back the params of the epoch's start, raise (every
         rank does: they saw the same sums)."""
-        m = self.model
-        err = diagnose(m, self.train, order, self.bs, batch_index, step0, lr, epoch, self.snap_p, self.snap_s,
-                       update)
-        for a, b in zip(self.snap_p + self.snap_s, self.params + self.states):
-            np.copyto(b, a)
-        m.step = step0
-        raise err
+        diverge.stop(self, order, batch_index, step0, lr, epoch, update)

@@ -177,3 +177,16 @@ def diagnose(model, train, order, bs: int, b: int, step0: int, lr: float, epoch:
     value = float(losses[bad_loss]) if bad_loss is not None else float("nan")
     return TrainingDiverged(message, epoch + 1, step, art.loss_names[bad_loss] if bad_loss is not None else "",
                             value, origin, where)
+
+
+def stop(runner, order, batch_index: int, step0: int, lr: float, epoch: int, update: bool = False):
+    """End a diverged epoch of `runner` (the loop's _Epochs, or distributed.DataParallel: its
+    model, train set, batch size, params, states and their snapshots at the epoch's start):
+    diagnose the failing step, put back the params and state of the epoch's start, raise."""
+    m = runner.model
+    err = diagnose(m, runner.train, order, runner.bs, batch_index, step0, lr, epoch, runner.snap_p, runner.snap_s,
+                   update)
+    for a, b in zip(runner.snap_p + runner.snap_s, runner.params + runner.states):
+        np.copyto(b, a)
+    m.step = step0
+    raise err

@@ -22,7 +22,8 @@ from netc.dsl.diagnostics import did_you_mean
 from . import data as D
 from . import distributed
 from . import schedules as S
-from .diverge import TrainingDiverged, diagnose
+from . import diverge
+from .diverge import TrainingDiverged
 from .progress import Progress
 from .settings import EarlyStop
 
@@ -441,11 +442,5 @@ class _Epochs:
     def diverged(self, order, batch_index: int, step0: int, lr: float, epoch: int, update: bool = False):
         """Stop the run: find the first non-finite value of the failing step (diverge.py), put
         back the params of the epoch's start (the last good checkpoint) and raise."""
-        m = self.model
-        m.artifact.release(sync=False)      # the host arrays hold the epoch's start
-        err = diagnose(m, self.train, order, self.bs, batch_index, step0, lr, epoch, self.snap_p, self.snap_s,
-                       update)
-        for a, b in zip(self.snap_p + self.snap_s, self.params + self.states):
-            np.copyto(b, a)
-        m.step = step0
-        raise err
+        self.model.artifact.release(sync=False)      # the host arrays hold the epoch's start
+        diverge.stop(self, order, batch_index, step0, lr, epoch, update)
