@@ -208,11 +208,20 @@ def fit(model, train: D.Dataset, val: Optional[D.Dataset], *, epochs=None, batch
     cbs.train_begin()
     art = model.artifact
     art.hold()       # a CUDA artifact keeps params on the device during the fit
+    # Short epochs run in blocks, one compiled call each, when nothing has to happen between two
+    # of them: no validation, early stopping, callback, run directory, bar or lr schedule that
+    # watches the loss (their records are made after the block, with the same numbers)
+    blocks = dp is None and val is None and stop is None and run is None and not cbs.items \
+        and progress.mode != "bar" and not sched.observes
     try:
         if st.done < st.epochs and not st.finished:
             with progress.compiling() as notice:      # Numba's compile (or its cache) before the first batch
                 notice.done(loop.compile(sched.lr_at(st.done), shuffle), art.timings)
         while st.done < st.epochs and not st.finished:
+            k = loop.block_size(st.epochs - st.done) if blocks else 1
+            if k > 1:
+                blocks = _block(loop, model, train, k, st, sched, rng, shuffle, history, progress, total)
+                continue
             epoch = st.done
             t0 = time.perf_counter()
             lr = sched.lr_at(epoch)
@@ -224,6 +233,7 @@ def fit(model, train: D.Dataset, val: Optional[D.Dataset], *, epochs=None, batch
             st.done += 1
             rec = _record(model, lr, terms, train.y if order is None else train.y[order], out, val)
             rec["time"] = time.perf_counter() - t0
+            loop.per_epoch = rec["time"]
             history.epochs.append(rec)
             improved = _watch(st, stop, rec, model.epoch)
             if improved and stop is not None:
@@ -253,6 +263,42 @@ def fit(model, train: D.Dataset, val: Optional[D.Dataset], *, epochs=None, batch
                 model.params[nm] = a
             history.restored_epoch = st.best_epoch
     return history
+
+
+def _block(loop: "_Epochs", model, train: D.Dataset, k: int, st: LoopState, sched, rng, shuffle: bool,
+           history: History, progress: Progress, total: int) -> bool:
+    """k epochs in one compiled call (`_Epochs.run_block`), then their records, as the loop
+    makes them epoch by epoch. Whether to go on in blocks: False when a loss or a param turned
+    non-finite in the block -- the params, the step and the shuffle generator are then put
+    back at the block's start, and the loop replays the epochs one by one to diagnose it."""
+    t0 = time.perf_counter()
+    e0, n = st.done, len(train.X)
+    lrs = [sched.lr_at(e0 + i) for i in range(k)]
+    rng_state = rng.bit_generator.state
+    orders = np.stack([rng.permutation(n) for _ in range(k)]) if shuffle else None
+    got = loop.run_block(orders, lrs)
+    if got is None:
+        rng.bit_generator.state = rng_state
+        return False
+    terms, outs = got
+    each = (time.perf_counter() - t0) / k
+    loop.per_epoch = each
+    ys = train.y[orders] if shuffle else np.broadcast_to(train.y, (k,) + train.y.shape)
+    metrics = model.metric_values_epochs(ys, outs)
+    for i in range(k):
+        model.epoch += 1
+        st.done += 1
+        rec = _record(model, lrs[i], terms[i], None, None, None, metrics[i])
+        rec["time"] = each
+        history.epochs.append(rec)
+        _watch(st, None, rec, model.epoch)
+        sched.observe(rec["train"]["loss"])
+        progress.epoch_end(rec, total)
+    if st.done >= st.epochs:
+        st.finished = True
+    st.rng = rng.bit_generator.state
+    st.schedule = sched.state_dict()
+    return True
 
 
 class Callbacks:
@@ -322,13 +368,13 @@ def base_lr(model, batch: int) -> float:
     return lr
 
 
-def _record(model, lr: float, terms: np.ndarray, y: np.ndarray, out: np.ndarray, val) -> dict:
+def _record(model, lr: float, terms: np.ndarray, y: np.ndarray, out: np.ndarray, val, metrics=None) -> dict:
     """The epoch's record: the mean loss terms and the metrics of the outputs the training
-    steps computed, and the validation set's."""
+    steps computed (`metrics` when they are computed already), and the validation set's."""
     rec = {"epoch": model.epoch, "lr": lr, "train": {"loss": float(terms.sum())}}
     if len(terms) > 1:
         rec["train"].update({nm: float(v) for nm, v in zip(model.loss_names, terms)})
-    rec["train"].update(model.metric_values(y, out))
+    rec["train"].update(model.metric_values(y, out) if metrics is None else metrics)
     if val is not None:
         rec["val"] = model.metrics_of(val)
     return rec
@@ -378,6 +424,51 @@ class _Epochs:
         self.snap_s = [np.empty_like(a) for a in self.states]     # to replay a diverged epoch
         self.per_batch: Optional[float] = None                    # seconds a batch takes, measured
         self.chunk = 1
+        self.per_epoch: Optional[float] = None                    # seconds an epoch takes, measured
+        self.block = 1
+
+    BLOCK_S = 0.05          # seconds a block of short epochs should take
+    BLOCK_BYTES = 16 << 20  # at most this much of outputs per block
+
+    def block_size(self, left: int) -> int:
+        """Epochs in the next block: about BLOCK_S worth at the measured pace (growing at most
+        GROWTH times per block), at most `left`, their outputs at most BLOCK_BYTES."""
+        if self.per_epoch is None:
+            return 1
+        out = self.model.artifact.entries["train_step"].outputs.get("output")
+        row = len(self.X) * (self.model.dtype.itemsize * max(1, int(np.prod(
+            self.model.artifact.entries["train_step"].shape(out)[1:]))) if out is not None else 1)
+        want = min(int(self.BLOCK_S / max(self.per_epoch, 1e-9)), self.BLOCK_BYTES // max(row, 1))
+        self.block = max(1, min(want, self.block * self.GROWTH, left))
+        return self.block
+
+    def run_block(self, orders, lrs):
+        """(mean loss terms [epochs, terms], outputs [epochs, n, ...]) of len(lrs) epochs run in
+        one call of the artifact's train_epochs (epoch e at lrs[e], in orders[e] when given),
+        the same numbers as `run` epoch by epoch; None when a loss term or a param turned
+        non-finite: the params, the state and the step are then those of the block's start."""
+        m, bs = self.model, self.bs
+        n = len(self.X)
+        nb, k = -(-n // bs), len(lrs)
+        for a, b in zip(self.snap_p + self.snap_s, self.params + self.states):
+            np.copyto(a, b)
+        step0 = m.step
+        terms, outs = m.artifact.train_epochs(self.X, self.y, bs, lrs, step0, self.params, self.states, orders)
+        m.artifact.sync()
+        if not np.isfinite(terms).all() or not all(np.isfinite(p).all() for p in self.params):
+            m.artifact.release(sync=False)
+            for a, b in zip(self.params + self.states, self.snap_p + self.snap_s):
+                np.copyto(a, b)
+            m.artifact.hold()
+            return None
+        m.step = step0 + k * nb
+        # each epoch's sums in batch order, as `run` adds them (the same float64 operations)
+        last = n - bs * (nb - 1)
+        acc = np.zeros((k, terms.shape[2]))
+        for j in range(nb - 1):
+            acc += terms[:, j, :] * bs
+        acc = acc + terms[:, nb - 1, :] * last
+        return acc / n, outs
 
     def compile(self, lr: float, shuffle: bool) -> float:
         """Compile the epoch's kernels (or load them from the cache) before the first batch:

@@ -218,6 +218,45 @@ def compute(names, y_true, output, target_kind: str,
     return {name: METRICS[name](y_true, output, target_kind, num_classes) for name in names}
 
 
+def compute_epochs(names, ys, outputs, target_kind: str,
+                   num_classes: int | None = None) -> list[dict[str, float]]:
+    """``compute`` of each of several epochs' outputs at once: ``outputs[e]`` against
+    ``ys[e]``, a dict per epoch, the same values. The accuracy of class ids against ``(n, C)``
+    or ``(n, 1)`` probabilities is counted for all epochs in one pass; the other metrics are
+    computed epoch by epoch."""
+    check_names(names)
+    res: list[dict[str, float]] = [{} for _ in range(len(outputs))]
+    for name in names:
+        vals = _accuracy_epochs(ys, outputs, num_classes) \
+            if name == "accuracy" and target_kind == "class" else None
+        if vals is None:
+            vals = [METRICS[name](y, out, target_kind, num_classes) for y, out in zip(ys, outputs)]
+        for d, v in zip(res, vals):
+            d[name] = v
+    return res
+
+
+def _accuracy_epochs(ys, outputs, num_classes: int | None):
+    """The accuracies of epochs of class ids ``ys`` [epochs, n] (or [epochs, n, 1]) against
+    probabilities ``outputs`` [epochs, n, C] (or [epochs, n, 1]), as ``accuracy`` gives them;
+    None where that case is not this one (``compute`` then checks and says why)."""
+    y, out = np.asarray(ys), np.asarray(outputs)
+    if y.ndim == 3 and y.shape[2] == 1:
+        y = y[..., 0]
+    if out.ndim != 3 or y.ndim != 2 or y.dtype.kind not in "iu" or y.shape != out.shape[:2] or y.shape[1] == 0 \
+            or (out.shape[2] == 1 and num_classes not in (None, 2)):
+        return None
+    if out.shape[2] == 1:
+        pred = out[..., 0] > 0.5
+    elif out.shape[2] == 2:          # argmax of two (the first of equals, NaN counting as largest), faster
+        a, b = out[..., 0], out[..., 1]
+        pred = (b > a) | (np.isnan(b) & ~np.isnan(a))
+    else:
+        pred = np.argmax(out, axis=2)
+    n = y.shape[1]
+    return [float(c / n) for c in (y == pred).sum(axis=1)]
+
+
 def default_metrics(target_kind: str) -> list[str]:
     """What a training reports when its ``train`` block names no metrics."""
     _check_kind(target_kind)

@@ -296,6 +296,14 @@ class Model:
             return {}
         return M.compute(names, y, out, t.kind, t.classes)
 
+    def metric_values_epochs(self, ys, outs) -> List[Dict[str, float]]:
+        """metric_values of several epochs' outputs outs[e] against ys[e] (at once where it can)."""
+        names = self.settings.metrics
+        t = self.ir.target
+        if outs is None or not names or t is None or self.ir.output is None:
+            return [{} for _ in range(len(ys))]
+        return M.compute_epochs(names, ys, outs, t.kind, t.classes)
+
     def confusion_matrix(self, X, y) -> np.ndarray:
         """Rows: true classes, columns: predicted classes."""
         return self.confusion_matrix_of(self.prepare(X, y, "data"))

@@ -80,6 +80,12 @@ class Schedule(abc.ABC):
     def lr_at(self, epoch: int) -> float:
         """The learning rate for 0-based ``epoch``."""
 
+    @property
+    def observes(self) -> bool:
+        """Whether the rates depend on the values ``observe`` is given (``plateau``): the
+        training loop then asks for an epoch's rate only after the previous epoch ended."""
+        return False
+
     def observe(self, value: float) -> None:
         """Record the monitored metric at the end of an epoch (used by ``plateau`` only)."""
 
@@ -202,6 +208,10 @@ class Warmup(Schedule):
             return self.base_lr * (f + (1.0 - f) * epoch / self.epochs)
         return self.then.lr_at(epoch - self.epochs)
 
+    @property
+    def observes(self) -> bool:
+        return self.then.observes
+
     def observe(self, value: float) -> None:
         if self._epoch >= self.epochs:
             self.then.observe(value)
@@ -250,6 +260,10 @@ class Plateau(Schedule):
         if self.mode == "min":
             return value < self.best * (1.0 - self.threshold)
         return value > self.best * (1.0 + self.threshold)
+
+    @property
+    def observes(self) -> bool:
+        return True
 
     def observe(self, value: float) -> None:
         value = float(value)

@@ -33,6 +33,10 @@ class CompiledModel(Protocol):
                  returns (loss terms per batch, float64 [batches, terms]; outputs of all rows
                  in batch order, or None), written into `terms` / `outs` when given (a runtime
                  running an epoch in chunks, for its progress, passes the same ones each call)
+    train_epochs whole epochs one after another, epoch e at learning rate lrs[e] (in
+                 orders[e] when given), numbered on from step0: the same numbers as a
+                 train_epoch per epoch, returned as (terms [epochs, batches, terms], outputs
+                 [epochs, samples, ...] or None); a block of short epochs costs one call
     compile_epoch
                  compile (or load from a cache) what train_epoch runs for these arrays,
                  without running a step: the seconds it took, 0.0 when nothing was to do
@@ -64,6 +68,9 @@ class CompiledModel(Protocol):
     def train_epoch(self, X, y, batch: int, lr, step0: int, params: list, states: list,
                     order: Optional[object] = None, start: int = 0, stop: Optional[int] = None,
                     terms=None, outs=None): ...
+
+    def train_epochs(self, X, y, batch: int, lrs, step0: int, params: list, states: list,
+                     orders: Optional[object] = None, terms=None, outs=None): ...
 
     def compile_epoch(self, X, y, batch: int, lr, params: list, states: list,
                       order: Optional[object] = None) -> float: ...

@@ -106,7 +106,8 @@ class Artifact:
         has_y = self.model.target is not None
         X = np.ascontiguousarray(X)
         y = np.ascontiguousarray(y) if has_y else None
-        tail = (dt(lr), step0, *params, *states, terms, outs, *self._arenas["train_step"](batch)[0])
+        tail = (np.full(1, lr, self.dtype), step0, *params, *states, terms, outs,
+                *self._arenas["train_step"](batch)[0])
         if order is None:
             self._run_epoch(X, y, start, stop, batch, start * batch, tail)
             return terms, outs
@@ -121,6 +122,57 @@ class Artifact:
                 yb = self._gathered[2][:len(rows)]
                 np.take(y, rows, axis=0, out=yb, mode="clip")
             self._run_epoch(xb, yb, b, e, batch, 0, tail)
+        return terms, outs
+
+    def train_epochs(self, X, y, batch: int, lrs, step0: int, params: list, states: list, orders=None,
+                     terms=None, outs=None):
+        """Whole epochs, one after another: epoch e at learning rate lrs[e] over the rows of X
+        (in orders[e] when given: int64 [epochs, n]), its batch j numbered step step0 + e *
+        batches + j + 1; loss terms into terms[e, j] (float64 [epochs, batches, terms]) and
+        outputs into outs[e] ([epochs, n, ...]; both allocated when not given). Returns
+        (terms, outs). The same numbers as one train_epoch call per epoch; a block of short
+        epochs costs one call from Python (the generated train_epoch loops over the epochs:
+        the data set as it is, or -- shuffled -- the epochs' rows gathered one after another,
+        as many epochs at a time as fit in CHUNK_BYTES)."""
+        n, K = len(X), len(lrs)
+        nb = -(-n // batch)
+        if terms is None:
+            terms = np.zeros((K, nb, len(self.loss_names)))
+        out_node = self.entries["train_step"].outputs.get("output")
+        if outs is None and out_node is not None:
+            outs = np.empty((K, n) + tuple(self.entries["train_step"].shape(out_node)[1:]), self.dtype)
+        has_y = self.model.target is not None
+        X = np.ascontiguousarray(X)
+        y = np.ascontiguousarray(y) if has_y else None
+        row = X[:1].nbytes + (y[:1].nbytes if has_y else 0)
+        per = K if orders is None else self.CHUNK_BYTES // max(row * n, 1)
+        if not self._epoch_compiled_loop(outs) or per < 1:
+            for e in range(K):            # epoch by epoch (an epoch larger than a gather buffer)
+                self.train_epoch(X, y, batch, lrs[e], step0 + e * nb, params, states,
+                                 None if orders is None else orders[e], 0, nb, terms[e],
+                                 None if outs is None else outs[e])
+            return terms, outs
+        lrs = np.asarray(lrs, self.dtype)
+        arena = self._arenas["train_step"](batch)[0]
+        for e0 in range(0, K, per):
+            e1 = min(e0 + per, K)
+            tail = (lrs[e0:e1], step0 + e0 * nb, *params, *states, terms[e0:e1].reshape(-1, terms.shape[2]),
+                    outs[e0:e1].reshape((-1,) + outs.shape[2:]), *arena)
+            if orders is None:
+                self._run_epoch(X, y, 0, nb, batch, 0, tail, n, 0, nb)
+                continue
+            if self._gathered is None or self._gathered[0] != ("epochs", n * per, X.shape[1:], X.dtype):
+                self._gathered = (("epochs", n * per, X.shape[1:], X.dtype),
+                                  np.empty((n * per,) + X.shape[1:], X.dtype),
+                                  np.empty((n * per,) + y.shape[1:], y.dtype) if has_y else None)
+            rows = orders[e0:e1].reshape(-1)
+            xb = self._gathered[1][:len(rows)]
+            np.take(X, rows, axis=0, out=xb, mode="clip")
+            yb = None
+            if has_y:
+                yb = self._gathered[2][:len(rows)]
+                np.take(y, rows, axis=0, out=yb, mode="clip")
+            self._run_epoch(xb, yb, 0, nb, batch, 0, tail, n, n, nb)
         return terms, outs
 
     # The split step (compiled with `split=True`, for data-parallel training): grad_step then
@@ -155,18 +207,22 @@ class Artifact:
                               np.empty((rows,) + y.shape[1:], y.dtype) if y is not None else None)
         return per
 
-    def _run_epoch(self, X, y, b0: int, b1: int, batch: int, r0: int, tail: tuple) -> bool:
-        """One call of the generated train_epoch; the first for these types compiles it (or
-        loads it from Numba's cache), timed for `--verbose`. Whether it compiled."""
+    def _run_epoch(self, X, y, b0: int, b1: int, batch: int, r0: int, tail: tuple, ne: int = -1, es: int = 0,
+                   nb: int = 0) -> bool:
+        """One call of the generated train_epoch (batches [b0, b1) of the len(tail[0]) epochs
+        whose rows are ne apart in X with stride es; ne = -1: all of X, one epoch); the first
+        for these types compiles it (or loads it from Numba's cache), timed for `--verbose`.
+        Whether it compiled."""
         head = (X, y) if y is not None else (X,)
+        ne = len(X) if ne < 0 else ne
         key = (X.dtype, X.ndim, X.flags.writeable) + \
-            ((y.dtype, y.ndim, y.flags.writeable) if y is not None else ()) + (type(tail[0]), len(tail))
+            ((y.dtype, y.ndim, y.flags.writeable) if y is not None else ()) + (len(tail),)
         compiled = False
         if key not in self._epoch_types:
-            compiled = self._compile_epoch(head + (b0, b0, batch, r0) + tail)
+            compiled = self._compile_epoch(head + (b0, b0, batch, r0, ne, es, nb) + tail)
             self._epoch_types.add(key)
         if b1 > b0:
-            self.module.train_epoch(*head, b0, b1, batch, r0, *tail)
+            self.module.train_epoch(*head, b0, b1, batch, r0, ne, es, nb, *tail)
         return compiled
 
     def compile_epoch(self, X, y, batch: int, lr, params: list, states: list, order=None) -> float:
@@ -186,7 +242,7 @@ class Artifact:
         if order is not None:
             self._gather_batches(X, y, batch)
             X, y = self._gathered[1], self._gathered[2]
-        tail = (np.dtype(self.dtype).type(lr), 0, *params, *states, terms, outs,
+        tail = (np.full(1, lr, self.dtype), 0, *params, *states, terms, outs,
                 *self._arenas["train_step"](batch)[0])
         compiled = self._run_epoch(X, y, 0, 0, batch, 0, tail)          # no batches: compiles only
         return time.perf_counter() - t0 if compiled else 0.0

@@ -395,14 +395,17 @@ class _Rows:
 
 # ---------------------------------------------------------------- the compiled epoch
 def epoch_function(source: str, fn: Function, has_y: bool) -> str:
-    """`train_epoch`: the batches [b0, b1) of an epoch as one compiled loop whose body is the
-    generated `train_step`'s (`fn`, found in `source`), so that a chunk of an epoch costs one
-    call from Python, not one per batch. Batch j (b0 <= j < b1) is the contiguous view of
-    rows [r0 + (j - b0) * bs, + bs) of X and Y (cut at the end of X: the caller passes the
-    data set, or the chunk's rows gathered in the epoch's order); it is step step0 + j + 1,
-    writes its loss terms into terms[j] and its output into outs[j * bs:], and reuses one
-    arena. Gathering is left to the caller (np.take per chunk): a gather loop in here costs
-    more compile time than the step.
+    """`train_epoch`: the batches [b0, b1) of one or more epochs as one compiled loop whose
+    body is the generated `train_step`'s (`fn`, found in `source`), so that a chunk of an
+    epoch -- or a block of short epochs -- costs one call from Python, not one per batch.
+    Epoch e (0 <= e < len(lrs)) runs at learning rate lrs[e] over the rows [e * es, e * es +
+    ne) of X and Y (es = 0: the same rows every epoch; es = ne: the epochs' rows gathered one
+    after another); its batch j (b0 <= j < b1) is the contiguous view of rows [r0 + (j - b0) *
+    bs, + bs) of those (cut at their end: the caller passes the data set, or rows gathered in
+    the epoch's order); it is step step0 + e * nb + j + 1, writes its loss terms into
+    terms[e * nb + j] and its output into outs[e * ne + j * bs:], and reuses one arena.
+    Gathering is left to the caller (np.take): a gather loop in here costs more compile time
+    than the step.
 
     The body is written out, not called: a call would make Numba link and optimize the step a
     second time (twice the cold compile); a fit compiles this function only, and the step on
@@ -429,19 +432,22 @@ def epoch_function(source: str, fn: Function, has_y: bool) -> str:
     rest = step_args[k + 2:]                        # params, states, losses, out0[, arena]
     arena = rest[-1] == "arena"
     weights = rest[:-3] if arena else rest[:-2]
-    args = ["X"] + (["Y"] if has_y else []) + ["_b0", "_b1", "_bs", "_r0", step_args[k], "_step0"] + weights + \
-        ["_terms", "_outs"] + (["arena"] if arena else [])
+    args = ["X"] + (["Y"] if has_y else []) + ["_b0", "_b1", "_bs", "_r0", "_ne", "_es", "_nb", "_lrs", "_step0"] + \
+        weights + ["_terms", "_outs"] + (["arena"] if arena else [])
     out = [
         "@njit(cache=True, nogil=True, error_model='numpy', fastmath=" + FASTMATH + ")",
         f"def train_epoch({', '.join(args)}):",
-        "    for _j in range(_b0, _b1):",
-        "        _i0 = _r0 + (_j - _b0) * _bs",
-        "        _i1 = min(_i0 + _bs, X.shape[0])",
-        "        _o0 = _j * _bs",
-        f"        {x_name} = X[_i0:_i1]",
-        *([f"        {y_name} = Y[_i0:_i1]"] if has_y else []),
-        f"        {step_args[k + 1]} = DT(_step0 + _j + 1)",
-        f"        {rest[-3] if arena else rest[-2]} = _terms[_j]",
-        f"        {rest[-2] if arena else rest[-1]} = _outs[_o0:_o0 + _i1 - _i0]",
-    ] + ["    " + l if l.strip() else l for l in body]
+        "    for _e in range(_lrs.shape[0]):",
+        f"        {step_args[k]} = _lrs[_e]",
+        "        _end = min(_e * _es + _ne, X.shape[0])",
+        "        for _j in range(_b0, _b1):",
+        "            _i0 = _e * _es + _r0 + (_j - _b0) * _bs",
+        "            _i1 = min(_i0 + _bs, _end)",
+        "            _o0 = _e * _ne + _j * _bs",
+        f"            {x_name} = X[_i0:_i1]",
+        *([f"            {y_name} = Y[_i0:_i1]"] if has_y else []),
+        f"            {step_args[k + 1]} = DT(_step0 + _e * _nb + _j + 1)",
+        f"            {rest[-3] if arena else rest[-2]} = _terms[_e * _nb + _j]",
+        f"            {rest[-2] if arena else rest[-1]} = _outs[_o0:_o0 + _i1 - _i0]",
+    ] + ["        " + l if l.strip() else l for l in body]
     return "\n".join(out) + "\n"

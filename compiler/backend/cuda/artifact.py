@@ -226,6 +226,23 @@ class CudaArtifact:
             outs[r0:r1] = douts.copy_to_host()
         return terms, outs
 
+    def train_epochs(self, X, Y, batch: int, lrs, step0: int, params: list, states: list, orders=None,
+                     terms=None, outs=None):
+        """Whole epochs one after another (see the CPU artifact's): one train_epoch per epoch,
+        the data set and the params staying on the device between them."""
+        n, K = X.shape[0], len(lrs)
+        nb = -(-n // batch)
+        if terms is None:
+            terms = np.zeros((K, nb, len(self.loss_names)))
+        for e in range(K):
+            _, out = self.train_epoch(X, Y, batch, self.dtype_type(lrs[e]), step0 + e * nb, params, states,
+                                      None if orders is None else orders[e], 0, nb, terms[e],
+                                      None if outs is None else outs[e])
+            if outs is None and out is not None:
+                outs = np.empty((K,) + out.shape, out.dtype)
+                outs[e] = out
+        return terms, outs
+
     def compile_epoch(self, X, Y, batch: int, lr, params: list, states: list, order=None) -> float:
         """Nothing ahead of time: the kernels compile at their first launch (0.0)."""
         return 0.0
