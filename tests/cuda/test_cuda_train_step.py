@@ -157,6 +157,31 @@ def test_train_epoch_fast_path_equals_steps():
         close(a, b, "params and state after the epoch")
 
 
+def test_train_epochs_equals_the_cpu_block():
+    """train_epochs (whole epochs one after another, a rate each, shuffled) on the device
+    equals the CPU's compiled block of the same epochs."""
+    path = os.path.join(ROOT, "examples", "moons.net")
+    with open(path) as f:
+        gpu = lower(check(parse(f.read(), path)), device="cuda", dtype="float32")
+    cpu = netc.compile(path, dtype="float32", seed=0)
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((20, 2)).astype(np.float32)
+    y = rng.integers(0, 2, 20)
+    orders = np.stack([rng.permutation(20) for _ in range(3)])
+    p1 = [cpu.params[p.name].copy() for p in cpu.ir.params]
+    s1 = [np.zeros_like(cpu.params[s.param]) for s in gpu.states]
+    p2, s2 = [a.copy() for a in p1], [a.copy() for a in s1]
+    lrs = [0.1, 0.05, 0.025]
+    t1, o1 = cpu.artifact.train_epochs(X, y, 8, lrs, 0, p1, s1, orders)
+    t2, o2 = gpu.train_epochs(X, y, 8, lrs, 0, p2, s2, orders)
+    gpu.release()
+    assert t1.shape == t2.shape == (3, 3, len(gpu.loss_names)) and o1.shape == o2.shape == (3, 20, 2)
+    close(t2, t1, "loss terms of each epoch's batches")
+    close(o2, o1, "outputs of each epoch")
+    for a, b in zip(p2 + s2, p1 + s1):
+        close(a, b, "params and state after the epochs")
+
+
 def test_without_the_fuse_pass_every_pointwise_node_is_its_own_kernel():
     """`--no-pass fuse` reaches the CUDA backend: one generated kernel per pointwise node (and
     still the CPU's train step); with fusion the same model needs fewer launches."""

@@ -114,3 +114,26 @@ def test_accuracy_of_many_epochs_at_once_equals_one_by_one():
     y = rng.integers(0, 4, (3, 50))
     names = ["accuracy", "f1", "precision"]
     assert compute_epochs(names, y, out, "class") == [compute(names, y[e], out[e], "class") for e in range(3)]
+
+
+@pytest.mark.parametrize("chunk_epochs", [5, 2, 0])
+def test_train_epochs_equals_one_train_epoch_per_epoch(data, monkeypatch, chunk_epochs):
+    """The artifact's train_epochs, shuffled, with the gather buffer holding all 5 epochs, 2 at
+    a time, or less than one (then epoch by epoch, in chunks), gives train_epoch's numbers."""
+    X, y = data
+    m = netc.compile(CLF)
+    art = m.artifact
+    row = X[:1].nbytes + y[:1].astype(np.int64).nbytes
+    monkeypatch.setattr(type(art), "CHUNK_BYTES", max(1, chunk_epochs * row * len(X) + 3))
+    rng = np.random.default_rng(2)
+    orders = np.stack([rng.permutation(len(X)) for _ in range(5)])
+    lrs = [0.05, 0.04, 0.03, 0.02, 0.01]
+    p1, s1 = [a.copy() for a in m.param_arrays()], [a.copy() for a in m.state_arrays()]
+    p2, s2 = [a.copy() for a in p1], [a.copy() for a in s1]
+    T, O = art.train_epochs(X, y, 16, lrs, 7, p1, s1, orders)
+    nb = -(-len(X) // 16)
+    for e in range(5):
+        t, o = art.train_epoch(X, y, 16, np.float32(lrs[e]), 7 + e * nb, p2, s2, orders[e])
+        assert np.array_equal(T[e], t) and np.array_equal(O[e], o)
+    for a, b in zip(p1 + s1, p2 + s2):
+        assert np.array_equal(a, b)
