@@ -209,10 +209,11 @@ def fit(model, train: D.Dataset, val: Optional[D.Dataset], *, epochs=None, batch
     art = model.artifact
     art.hold()       # a CUDA artifact keeps params on the device during the fit
     # Short epochs run in blocks, one compiled call each, when nothing has to happen between two
-    # of them: no validation, early stopping, callback, run directory, bar or lr schedule that
-    # watches the loss (their records are made after the block, with the same numbers)
+    # of them: no validation, early stopping, callback, run directory or lr schedule that watches
+    # the loss (their records are made after the block, with the same numbers; under a terminal
+    # their lines are printed without a bar: an epoch of a block takes at most a few ms)
     blocks = dp is None and val is None and stop is None and run is None and not cbs.items \
-        and progress.mode != "bar" and not sched.observes
+        and not sched.observes
     try:
         if st.done < st.epochs and not st.finished:
             with progress.compiling() as notice:      # Numba's compile (or its cache) before the first batch
