@@ -407,6 +407,17 @@ def _keep_best(model, best_params: Optional[dict]) -> dict:
     return best_params
 
 
+def _mean_terms(terms: np.ndarray, n: int, bs: int) -> np.ndarray:
+    """[epochs, terms]: each epoch's mean loss terms over its n samples from the per-batch
+    means terms[epoch, batch] (batches of bs, the last one shorter), summed in batch order in
+    float64 -- the sums a per-batch loop of Python floats makes."""
+    nb = terms.shape[1]
+    acc = np.zeros((terms.shape[0], terms.shape[2]))
+    for j in range(nb - 1):
+        acc += terms[:, j, :] * bs
+    return (acc + terms[:, nb - 1, :] * (n - bs * (nb - 1))) / n
+
+
 class _Epochs:
     """The epochs of one fit, each from a snapshot of the params and state at its start (so
     that a diverged epoch can be replayed). An epoch is one call of the artifact's compiled
@@ -463,13 +474,7 @@ class _Epochs:
             m.artifact.hold()
             return None
         m.step = step0 + k * nb
-        # each epoch's sums in batch order, as `run` adds them (the same float64 operations)
-        last = n - bs * (nb - 1)
-        acc = np.zeros((k, terms.shape[2]))
-        for j in range(nb - 1):
-            acc += terms[:, j, :] * bs
-        acc = acc + terms[:, nb - 1, :] * last
-        return acc / n, outs
+        return _mean_terms(terms, n, bs), outs
 
     def compile(self, lr: float, shuffle: bool) -> float:
         """Compile the epoch's kernels (or load them from the cache) before the first batch:
@@ -505,18 +510,10 @@ class _Epochs:
                 bar.update(e - j)
             j = e
         m.step = step0 + nb
-        # in batch order, as the per-batch loop summed (Python floats: the same float64 sums)
-        sums = np.zeros(len(m.loss_names))
-        last = n - bs * (nb - 1)
-        for t, col in enumerate(terms.T.tolist()):
-            acc = 0.0
-            for v in col[:-1]:
-                acc += v * bs
-            sums[t] = acc + col[-1] * last
         m.artifact.sync()     # the host arrays get the device's values once per epoch
         if not all(np.isfinite(p).all() for p in self.params):
             self.diverged(order, (n - 1) // bs, step0, lr, epoch, update=True)
-        return sums / n, out
+        return _mean_terms(terms[None], n, bs)[0], out
 
     def _next_chunk(self) -> int:
         """Batches in the next chunk: about CHUNK_S worth at the measured pace, growing from

@@ -214,8 +214,7 @@ def compute(names, y_true, output, target_kind: str,
     ``(n, k)`` like ``y_true``; the class metrics then apply to a single 0/1 column (both
     sides thresholded at 0.5).
     """
-    check_names(names)
-    return {name: METRICS[name](y_true, output, target_kind, num_classes) for name in names}
+    return compute_epochs(names, np.asarray(y_true)[None], np.asarray(output)[None], target_kind, num_classes)[0]
 
 
 def compute_epochs(names, ys, outputs, target_kind: str,
