@@ -109,6 +109,7 @@ class RunDir:
     def start(self, model, state) -> None:
         """The checkpoint of epoch 0 (the initial params), so there is always a last good one."""
         checkpoint.save(model, self.last, training=state.to_json())
+        self._written = time.monotonic()        # the next checkpoint is due checkpoint_every after this one
 
     def log_tensorboard(self) -> "TensorBoardLog":
         """Also write TensorBoard event files (into tensorboard/) at each epoch's end."""
