@@ -35,6 +35,8 @@ from netc.runtime.progress import Progress, fmt_metric
 from netc.runtime.settings import parse_data_arg
 
 EXIT_USER = 2
+# the command's imports (NumPy, Numba, networkx, Lark, netc's modules), for --verbose
+IMPORTS_S = time.perf_counter() - netc._imported_at
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -330,6 +332,8 @@ def _train_rank(args) -> int:
 def _verbose(model) -> None:
     """--verbose: the time of each compiler stage, the rewrites that fired, the threads."""
     art = model.artifact
+    print("start-up:", file=sys.stderr)
+    print(f"  {'imports':28s} {IMPORTS_S * 1000:8.1f} ms", file=sys.stderr)
     print("compiler stages:", file=sys.stderr)
     for k, v in art.timings.items():
         print(f"  {k:28s} {v * 1000:8.1f} ms", file=sys.stderr)
