@@ -13,7 +13,10 @@ docs/python.md describes the API.
 from __future__ import annotations
 
 import importlib
+import time
 from typing import TYPE_CHECKING, Optional
+
+_imported_at = time.perf_counter()      # when `import netc` began (`netc train --verbose`'s start-up line)
 
 if TYPE_CHECKING:
     from netc.dsl import NetcError, UserError

@@ -35,6 +35,8 @@ from netc.runtime.progress import Progress, fmt_metric
 from netc.runtime.settings import parse_data_arg
 
 EXIT_USER = 2
+# the command's imports (NumPy, Numba, networkx, Lark, netc's modules), for --verbose
+IMPORTS_S = time.perf_counter() - netc._imported_at
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -276,11 +278,11 @@ def cmd_train(args) -> int:
         print(f"interrupted; the last checkpoint is {_shown(run.last)} (epoch {last}); continue with "
               f"netc train {args.file or ''} --resume {_shown(run.path)}".replace("  ", " "), file=sys.stderr)
         return 130
-    if args.verbose:
+    results = job.results()
+    if args.verbose:        # Numba's compile (or cache load) of each function, at its first call
         for k, v in model.artifact.timings.items():
             if k.startswith("jit "):
-                print(f"  {k:28s} {v * 1000:8.1f} ms", file=sys.stderr)
-    results = job.results()
+                print(f"  {k:56s} {v * 1000:8.1f} ms", file=sys.stderr)
     results["stopped_epoch"], results["best_epoch"] = history.stopped_epoch, history.best_epoch
     # --json --quiet: the JSON alone on stdout (for `| python -m json.tool`); what else must be
     # said (plots, the saved model) goes to stderr
@@ -330,6 +332,8 @@ def _train_rank(args) -> int:
 def _verbose(model) -> None:
     """--verbose: the time of each compiler stage, the rewrites that fired, the threads."""
     art = model.artifact
+    print("start-up:", file=sys.stderr)
+    print(f"  {'imports':28s} {IMPORTS_S * 1000:8.1f} ms", file=sys.stderr)
     print("compiler stages:", file=sys.stderr)
     for k, v in art.timings.items():
         print(f"  {k:28s} {v * 1000:8.1f} ms", file=sys.stderr)

@@ -25,6 +25,7 @@ its epoch.
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import os
@@ -108,6 +109,7 @@ class RunDir:
     def start(self, model, state) -> None:
         """The checkpoint of epoch 0 (the initial params), so there is always a last good one."""
         checkpoint.save(model, self.last, training=state.to_json())
+        self._written = time.monotonic()        # the next checkpoint is due checkpoint_every after this one
 
     def log_tensorboard(self) -> "TensorBoardLog":
         """Also write TensorBoard event files (into tensorboard/) at each epoch's end."""
@@ -122,9 +124,14 @@ class RunDir:
     # dropped on resume).
     checkpoint_every = 1.0
 
+    # metrics.jsonl and metrics.csv stay open between checkpoints (appended and flushed at each
+    # epoch's end, so a reader or a kill sees whole lines): opening both, and reading the CSV's
+    # header, at every epoch cost more than the epoch of a small model.
+    _files: Optional[Dict[str, object]] = None
+    _csv_header: Optional[List[str]] = None
+
     def epoch_end(self, model, rec: dict, state, best_params, improved: bool) -> None:
-        with open(self.metrics, "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        self._append(self.metrics, json.dumps(rec) + "\n")
         self._csv_row(rec)
         if self.tensorboard is not None:
             self.tensorboard.write(rec)
@@ -133,20 +140,38 @@ class RunDir:
         if improved:
             best = {"epoch_of": rec["epoch"], "monitor": state.monitor, "value": state.best}
             self._best = (model, best) if due else (_Frozen(model), best)
-        last = (model, state.to_json(), best_params)
-        self._last = last if due else (_Frozen(model), last[1], _copied(best_params))
+        # the loop's state as of this epoch: a shallow copy (the loop assigns new rng and schedule
+        # states each epoch, never changes them in place), turned into JSON when it is written
+        self._last = (model, state, best_params) if due else \
+            (_Frozen(model), copy.copy(state), _copied(best_params))
         if due:
             self.flush()
 
     def flush(self) -> None:
         """Write the checkpoints waiting in memory: `best` (if it improved), then `last`."""
+        self.close()
         best, last = getattr(self, "_best", None), getattr(self, "_last", None)
         self._best = self._last = None
         if best is not None:
             checkpoint.save(best[0], self.best, training=best[1])
         if last is not None:
-            checkpoint.save(last[0], self.last, training=last[1], best_params=last[2])
+            checkpoint.save(last[0], self.last, training=last[1].to_json(), best_params=last[2])
         self._written = time.monotonic()
+
+    def _append(self, path: str, text: str) -> None:
+        files = self._files if self._files is not None else {}
+        self._files = files
+        f = files.get(path)
+        if f is None:
+            f = files[path] = open(path, "a", encoding="utf-8")
+        f.write(text)
+        f.flush()
+
+    def close(self) -> None:
+        """Close metrics.jsonl and metrics.csv (reopened at the next epoch's end)."""
+        for f in (self._files or {}).values():
+            f.close()
+        self._files, self._csv_header = None, None
 
     # ------------------------------------------------------------ resuming
     def records(self, upto: Optional[int] = None) -> List[dict]:
@@ -183,6 +208,7 @@ class RunDir:
 
     def truncate(self, upto: int) -> List[dict]:
         """Drop the lines of epochs after `upto` (written after the last checkpoint)."""
+        self.close()
         recs = self.records(upto)
         with atomic_open(self.metrics, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r) + "\n" for r in recs)
@@ -194,15 +220,19 @@ class RunDir:
         metrics.csv yet) writes the file from metrics.jsonl, header first; a record with other
         columns than the header's rewrites it from the records, so the columns stay one table."""
         row = csv_row(rec)
-        header = None
-        if os.path.exists(self.csv) and os.path.getsize(self.csv) > 0:
+        header = self._csv_header
+        if header is None and os.path.exists(self.csv) and os.path.getsize(self.csv) > 0:
             with open(self.csv, encoding="utf-8") as f:
                 header = f.readline().rstrip("\n").split(",")
         if header is None or header != list(row):      # the first epoch (or a run from before metrics.csv)
-            write_csv(self.csv, self.records())
+            f = (self._files or {}).pop(self.csv, None)
+            if f is not None:
+                f.close()
+            write_csv(self.csv, self.records())         # (metrics.jsonl is flushed: it has this epoch)
+            self._csv_header = None                     # read back once: the columns of all records
         else:
-            with open(self.csv, "a", encoding="utf-8") as f:
-                f.write(",".join(_cell(v) for v in row.values()) + "\n")
+            self._csv_header = header
+            self._append(self.csv, ",".join(_cell(v) for v in row.values()) + "\n")
 
 
 # ------------------------------------------------------------------ metrics.csv

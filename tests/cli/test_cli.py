@@ -71,3 +71,25 @@ def test_second_run_hits_the_kernel_cache(tmp_path, netc_cmd, example):
     assert second.returncode == 0
     assert last_json(first.stdout) == last_json(second.stdout)     # same seed, same result
     assert len(list((tmp_path / "cache").iterdir())) == 1
+
+
+CHECK_AND_SUMMARY = """
+import sys
+from netc.cli import main
+from netc.compiler.backend.cpu import warmstart
+codes = [main(["check", sys.argv[1]]), main(["summary", sys.argv[1]])]
+print("RESULT", codes, warmstart.refreshed(), [m for m in sys.modules if m.startswith("netc_kernels")])
+"""
+
+
+def test_check_and_summary_compile_nothing(tmp_path, example):
+    """`netc check` and `netc summary` generate no kernels (the cache stays empty) and never
+    start Numba's compiler."""
+    import os
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-c", CHECK_AND_SUMMARY, example("digits_cnn")], capture_output=True,
+                       text=True, env=dict(os.environ, NETC_CACHE_DIR=str(tmp_path / "cache")), timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "RESULT [0, 0] False []"
+    assert not (tmp_path / "cache").exists()

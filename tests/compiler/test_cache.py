@@ -157,3 +157,30 @@ def test_a_cache_that_vanishes_while_numba_writes_it_does_not_fail_the_run(tmp_p
     X, y = np.ones((4, 3), np.float32), np.array([0, 1, 0, 1])
     m.fit(X, y, epochs=1, batch=4, shuffle=False)
     assert failed and m.step == 1
+
+
+WARM = WORKER + """
+import numba
+from netc.compiler.backend.cpu import warmstart
+print(json.dumps({"refreshed": warmstart.refreshed(), "scipy.linalg": "scipy.linalg" in sys.modules,
+                  "predict": m.predict(X[:4]).tolist()}))
+@numba.njit
+def later(a):                   # compiled after the cached kernels: Numba's usual path, BLAS too
+    return np.dot(a, a.T)[0, 0] + np.linalg.det(np.eye(2))
+import scipy.linalg
+print(json.dumps({"later": float(later(np.ones((2, 3)))), "solve": scipy.linalg.solve(np.eye(2), np.ones(2)).tolist()}))
+"""
+
+
+def test_a_warm_process_runs_the_cached_kernels_without_numba_s_compiler_set_up(tmp_path):
+    """With the kernels in the cache, a process loads and runs them without Numba's registry
+    set-up or scipy.linalg's package import (backend/cpu/warmstart.py): the same numbers as the
+    process that compiled them, and Numba still compiles (BLAS included) what comes later."""
+    env = {"NETC_CACHE_DIR": str(tmp_path / "cache")}
+    cold, warm = run(["-c", WARM, XOR], env), run(["-c", WARM, XOR], env)
+    assert cold.returncode == 0 and warm.returncode == 0, cold.stderr + warm.stderr
+    (params_c, state_c, later_c), (params_w, state_w, later_w) = \
+        ([json.loads(l) for l in r.stdout.strip().splitlines()[-3:]] for r in (cold, warm))
+    assert params_w == params_c and state_w["predict"] == state_c["predict"] and later_w == later_c
+    assert state_c["refreshed"] and not state_w["refreshed"] and not state_w["scipy.linalg"]
+    assert later_w == {"later": 4.0, "solve": [1.0, 1.0]}

@@ -448,3 +448,38 @@ def test_a_number_too_large_to_be_finite_is_an_error():
     (d,) = err.diagnostics
     assert d.message == "the number 1e999 is too large"
     assert (d.span.line, d.span.col, d.span.end_col) == (2, 5, 10)
+
+
+# ---------------------------------------------------------------- Lark's tables between processes
+_PARSE_XOR = ("import sys; from netc.dsl import parse; "
+              "p = parse(open(sys.argv[1]).read(), 'xor.net'); print(len(p.statements))")
+
+
+def test_the_parse_tables_are_cached_beside_the_kernel_cache_and_a_damaged_file_is_rebuilt(tmp_path):
+    """A process parses with the LALR tables a previous one wrote (not rebuilt, so not
+    rewritten), in `$NETC_CACHE_DIR-parser/` (not among the kernel cache's entries); a damaged
+    or cut-short file is rebuilt and rewritten, the parse unchanged."""
+    import os
+    import subprocess
+    import sys
+    xor = Path(__file__).parents[2] / "examples" / "xor.net"
+    env = dict(os.environ, NETC_CACHE_DIR=str(tmp_path / "cache"))
+
+    def run():
+        r = subprocess.run([sys.executable, "-c", _PARSE_XOR, str(xor)], env=env, capture_output=True, text=True)
+        assert r.returncode == 0 and r.stderr == "", r.stderr
+        return r.stdout
+    first = run()
+    files = list((tmp_path / "cache-parser").iterdir())
+    assert len(files) == 1 and files[0].name.startswith("grammar-") and not (tmp_path / "cache").exists()
+    written = files[0].read_bytes()
+    os.utime(files[0], (1, 1))
+    assert run() == first and files[0].stat().st_mtime == 1          # loaded, not rebuilt
+    head = written.split(b"\n", 1)[0]          # the hash of the grammar, options and versions
+    for damage in (b"garbage\n" + written[40:], written[:len(written) // 2], b""):
+        files[0].write_bytes(damage)
+        assert run() == first
+        rewritten = files[0].read_bytes()
+        assert rewritten != damage and rewritten.split(b"\n", 1)[0] == head      # rebuilt and rewritten
+        os.utime(files[0], (1, 1))
+        assert run() == first and files[0].stat().st_mtime == 1                   # and loaded again

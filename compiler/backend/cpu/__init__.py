@@ -13,6 +13,7 @@ from ...traingraph import entry_graphs as _entry_graphs
 from ...traingraph import functions, split_functions, split_graphs
 from .artifact import Artifact
 from .codegen import epoch_function, generate
+from .warmstart import preload_blas, quick_load
 from .lowering import LOWERINGS, RULES, fuse_elementwise, schedule  # noqa: F401  (the table, rules)
 
 NAME = "cpu"
@@ -59,7 +60,9 @@ def compile(checked, dtype: str = "float32", threads: Optional[int] = None, spli
     src = _source(checked, dtype, graphs, sgraphs)
     t["codegen"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    preload_blas()          # before Numba's first compile or cache load (see warmstart)
     module = load_module(src, "cpu", model.name)
+    quick_load(module)
     t["cache/import"] = time.perf_counter() - t0
     chosen = configure(threads)
     return Artifact(model, tg.forward, tg.graph, dtype, tg.states, src, module,

@@ -50,6 +50,8 @@ class Artifact:
         before that (`step = art.train_step`) keeps coming here: it goes straight through."""
         if name in self._called:
             return self._calls[name](*args)
+        hits = getattr(getattr(self.module, name, None), "_cache_hits", {})
+        before = sum(hits.values())
         t0 = time.perf_counter()
         try:
             r = self._calls[name](*args)
@@ -58,7 +60,8 @@ class Artifact:
             # cache cleared meanwhile by `netc cache clear`, a full disk): the compiled code is
             # loaded, so the call runs; it computed nothing before the compile
             r = self._calls[name](*args)
-        self.timings[f"jit {name} (first call)"] = time.perf_counter() - t0
+        cached = ", from Numba's cache" if sum(hits.values()) > before else ""
+        self.timings[f"jit {name} (first call{cached})"] = time.perf_counter() - t0
         seal(self.module)                   # Numba's new cache files, recorded as they are
         self._called.add(name)
         setattr(self, name, self._calls[name])
