@@ -117,13 +117,7 @@ class Artifact:
         per = self._gather_batches(X, y, batch)
         for b in range(start, stop, per):
             e = min(b + per, stop)
-            rows = order[b * batch:min(e * batch, n)]
-            xb = self._gathered[1][:len(rows)]
-            np.take(X, rows, axis=0, out=xb, mode="clip")
-            yb = None
-            if has_y:
-                yb = self._gathered[2][:len(rows)]
-                np.take(y, rows, axis=0, out=yb, mode="clip")
+            xb, yb = self._take(X, y, order[b * batch:min(e * batch, n)])
             self._run_epoch(xb, yb, b, e, batch, 0, tail)
         return terms, outs
 
@@ -164,17 +158,8 @@ class Artifact:
             if orders is None:
                 self._run_epoch(X, y, 0, nb, batch, 0, tail, n, 0, nb)
                 continue
-            if self._gathered is None or self._gathered[0] != ("epochs", n * per, X.shape[1:], X.dtype):
-                self._gathered = (("epochs", n * per, X.shape[1:], X.dtype),
-                                  np.empty((n * per,) + X.shape[1:], X.dtype),
-                                  np.empty((n * per,) + y.shape[1:], y.dtype) if has_y else None)
-            rows = orders[e0:e1].reshape(-1)
-            xb = self._gathered[1][:len(rows)]
-            np.take(X, rows, axis=0, out=xb, mode="clip")
-            yb = None
-            if has_y:
-                yb = self._gathered[2][:len(rows)]
-                np.take(y, rows, axis=0, out=yb, mode="clip")
+            self._keep_rows(n * per, X, y)
+            xb, yb = self._take(X, y, orders[e0:e1].reshape(-1))
             self._run_epoch(xb, yb, 0, nb, batch, 0, tail, n, n, nb)
         return terms, outs
 
@@ -203,12 +188,25 @@ class Artifact:
         self._gathered (allocated once per fit's shapes)."""
         row = X[:1].nbytes + (y[:1].nbytes if y is not None else 0)
         per = max(1, self.CHUNK_BYTES // max(row * batch, 1))
-        key = (per * batch, X.shape[1:], X.dtype) + ((y.shape[1:], y.dtype) if y is not None else ())
+        self._keep_rows(min(per * batch, len(X)), X, y)
+        return per
+
+    def _keep_rows(self, rows: int, X, y) -> None:
+        """Buffers for `rows` rows of X and y in self._gathered (kept while they fit)."""
+        key = (rows, X.shape[1:], X.dtype) + ((y.shape[1:], y.dtype) if y is not None else ())
         if self._gathered is None or self._gathered[0] != key:
-            rows = min(per * batch, len(X))
             self._gathered = (key, np.empty((rows,) + X.shape[1:], X.dtype),
                               np.empty((rows,) + y.shape[1:], y.dtype) if y is not None else None)
-        return per
+
+    def _take(self, X, y, rows):
+        """(X rows, y rows or None): the rows `rows` gathered into the kept buffers."""
+        xb = self._gathered[1][:len(rows)]
+        np.take(X, rows, axis=0, out=xb, mode="clip")
+        yb = None
+        if y is not None:
+            yb = self._gathered[2][:len(rows)]
+            np.take(y, rows, axis=0, out=yb, mode="clip")
+        return xb, yb
 
     def _run_epoch(self, X, y, b0: int, b1: int, batch: int, r0: int, tail: tuple, ne: int = -1, es: int = 0,
                    nb: int = 0) -> bool:
