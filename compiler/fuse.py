@@ -22,7 +22,7 @@ With the pass switched off (`--no-pass fuse`) every node is its own loop / kerne
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, Hashable, Iterable, List, Optional, Sequence, Set, Tuple
 
 import networkx as nx
 
@@ -47,6 +47,13 @@ class Rules:
                               transpose, expr: the CPU's kernels)
     scratch(G, n)             the shape of a work array n's kernel needs while it runs (the
                               patches of an im2col convolution), or None; planned in the arena
+    together(G, n)            a key (or None): nodes of a kernel kind other than loop with one
+                              key run as ONE kernel, at the first one's place (the CPU's row
+                              kernels over one operand: softmax and log-softmax share a pass);
+                              the key must name all the operands they read
+    gathers(G, n)             n is fusible but reads an operand at indices other than its own
+                              (a small matrix product inside the loop of its result): no
+                              operand of n is in n's group, and n's loop never overwrites it
     """
     fusible: Callable[[Graph, int], bool]
     joins: Callable[[Graph, int, int], bool]
@@ -55,6 +62,8 @@ class Rules:
     host: Callable[[Graph, int, List[bool]], bool] = lambda G, n, flags: False
     kind: Callable[[Graph, int], str] = lambda G, n: "loop"
     scratch: Callable[[Graph, int], Optional[tuple]] = lambda G, n: None
+    together: Callable[[Graph, int], Optional[Hashable]] = lambda G, n: None
+    gathers: Callable[[Graph, int], bool] = lambda G, n: False
 
 
 # ------------------------------------------------------------------ the grouping algorithm
@@ -176,6 +185,7 @@ def schedule(G: Graph, roots: List[int], assigns: List[Tuple[int, int]], rules: 
     kernels: List[Kernel] = []
     kernel_of: Dict[int, int] = {}
     by_group: Dict[int, int] = {}
+    by_key: Dict[tuple, int] = {}
     sinks: Set[int] = set()
     for n in order:
         if G.op(n) in LEAF_OPS:
@@ -184,8 +194,12 @@ def schedule(G: Graph, roots: List[int], assigns: List[Tuple[int, int]], rules: 
         if kind == "loop" and rules.sink(G, n):
             sinks.add(n)
         gid = G.node(n).get("group")
+        key = (kind, rules.together(G, n)) if kind != "loop" else (kind, None)
         if kind == "loop" and gid is not None and gid in by_group:
             k = by_group[gid]
+            kernels[k].nodes.append(n)
+        elif key[1] is not None and key in by_key:
+            k = by_key[key]
             kernels[k].nodes.append(n)
         else:
             shape = G.shape(G.inputs(n)[0]) if n in sinks else G.shape(n)
@@ -193,6 +207,8 @@ def schedule(G: Graph, roots: List[int], assigns: List[Tuple[int, int]], rules: 
             k = len(kernels) - 1
             if kind == "loop" and gid is not None:
                 by_group[gid] = k
+            if key[1] is not None:
+                by_key[key] = k
         kernel_of[n] = k
     # a group whose members all are reductions of one input keeps that input's shape; a group
     # with elementwise members iterates over their (common) shape

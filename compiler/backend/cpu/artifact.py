@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List
+from typing import Dict, Iterator, List
 
 import numba
 import numpy as np
@@ -234,13 +234,15 @@ class Artifact:
 
 
 ARENAS_KEPT = 4         # arenas kept per entry point (one per recent batch size)
+OUT_BLOCK_BYTES = 1 << 16   # the train step's fresh outputs are cut from blocks of about this size
 
 
 def _caller(art: "Artifact", name: str):
     """A Python function with the signature of the runtime's contract for entry point `name`,
     calling the generated function with what it takes besides: `losses`, the `out` array of
     the output and, with a memory plan, the arena of this batch size (allocated once per batch
-    size, reused; an output is a fresh array, since the caller may keep it)."""
+    size, reused; an output is a fresh array, since the caller may keep it: the train step
+    hands out the next one of a block of them allocated ahead, `_fresh_outputs`)."""
     E = art.entries[name]
     jit = getattr(art.module, name)
     dt = np.dtype(art.dtype)
@@ -253,18 +255,25 @@ def _caller(art: "Artifact", name: str):
         arena_size = (a, c) if E.memplan.slots else None
     else:
         arena_size = None
-    per_batch: Dict[int, tuple] = {}
+    per_batch: Dict[int, list] = {}
 
     def buffers(B):
-        """(extra positional arguments but the out array, out shape) for batch size B."""
+        """[extra positional arguments but the out array, out shape, the arena or None, the
+        fresh outputs of this batch size (an iterator)] for batch size B."""
         got = per_batch.get(B)
         if got is None:
             if len(per_batch) >= ARENAS_KEPT:
                 per_batch.pop(next(iter(per_batch)))
             arena = (np.empty(max(arena_size[0] * B + arena_size[1], 1), dt),) if arena_size else ()
-            got = per_batch[B] = (arena, (B,) + rest if rest is not None else None)
+            oshape = (B,) + rest if rest is not None else None
+            got = per_batch[B] = [arena, oshape, arena[0] if arena else None, iter(())]
         return got
     art._arenas[name] = buffers
+
+    def fresh(got):
+        """The next fresh output of batch entry `got` (a new block when the last is used up)."""
+        got[3] = _fresh_outputs(got[1], dt)
+        return next(got[3])
 
     def _generic(x, y, rest_args, into=None):
         if not planned:
@@ -273,17 +282,19 @@ def _caller(art: "Artifact", name: str):
                 into[...] = r
                 return into
             return r
-        arena, oshape = buffers(x.shape[0])
+        arena, oshape = buffers(x.shape[0])[:2]
         out = ((np.empty(oshape, dt) if into is None else into),) if oshape is not None else ()
         jit(x, *y, *rest_args, *out, *arena)
         return out[0] if out else None
     if name == "train_step":
         if planned and has_y and rest is not None and arena_size:
             def train_step(x, y, lr, step, params, states, losses, out=None):   # the usual case, kept lean
-                got = per_batch.get(x.shape[0]) or buffers(x.shape[0])
+                got = per_batch.get(len(x)) or buffers(len(x))
                 if out is None:
-                    out = np.empty(got[1], dt)
-                jit(x, y, lr, step, *params, *states, losses, out, *got[0])
+                    out = next(got[3], None)
+                    if out is None:
+                        out = fresh(got)
+                jit(x, y, lr, step, *params, *states, losses, out, got[2])
                 return out
             return train_step
 
@@ -359,3 +370,11 @@ def _split_caller(art: "Artifact", name: str):
     def apply_step(lr, step, params, states, grads):
         jit(lr, step, *params, *states, *grad_views(grads), *arena(0))
     return apply_step
+
+
+def _fresh_outputs(shape: tuple, dt) -> Iterator[np.ndarray]:
+    """Arrays of `shape` that share no memory with each other, cut from one block allocated
+    now (about OUT_BLOCK_BYTES): taking the next is several times cheaper than np.empty, and
+    a caller may keep any of them (a kept one keeps its block alive)."""
+    n = max(1, min(64, OUT_BLOCK_BYTES // max(1, math.prod(shape) * dt.itemsize)))
+    return iter(np.empty((n,) + tuple(shape), dt))

@@ -8,8 +8,9 @@ gives its code:
              math namespace (`MATH`); index-aware ops (onehot, expand, size) read operands at
              indices of their own. `sink`: a reduction accumulated in its operand's loop (a sum;
              divided by the count when `mean`).
-  rows       a row kernel over the trailing axes (softmax family): `code(r)` starts the
-             rows (each row's maximum `mx`) and emits the rest of a row (see codegen `_Rows`)
+  rows       a row kernel over the trailing axes (softmax family): `code(r)` says what it
+             writes of each row from the pass over it (see codegen `_Rows`); `together` keys
+             the row kernels that share one pass (the same rows of one operand)
   matmul     a BLAS call
   view       a reshaped view of a materialized array
   transpose  a copy loop
@@ -25,7 +26,7 @@ gives its code:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import Callable, Dict, Hashable, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -58,6 +59,7 @@ class Lowering:
     mean: bool = False
     eager: bool = True
     scratch: Optional[Callable[[Graph, int], Optional[tuple]]] = None
+    together: Optional[Callable[[Graph, int], Hashable]] = None     # see fuse.Rules.together
 
     def kind_of(self, G: Graph, n: int) -> str:
         return self.kind(G, n) if callable(self.kind) else self.kind
@@ -178,40 +180,36 @@ LOWERINGS["reduce_mean"] = Lowering("loop", sink=True, mean=True)
 
 
 # ======================================================================= row kernels (softmax family)
+# Each says what it writes of a row given the shared pass over it (codegen `_Rows`): the row's
+# maximum `mx`, s = sum(exp(x - mx)), then `inv` = 1/s or `lse` = mx + log(s); row kernels over
+# the same rows of one operand share that pass (softmax and the log-softmax of the loss).
 def _softmax_row(r) -> None:
-    r = r.start(trailing=1, out_cols=True)
-    r.emit([f"        for j in range({r.width}):",
-            f"            e = np.exp({r.x}[r, j] - mx)",
-            f"            {r.o}[r, j] = e",
-            "            s += e",
-            f"        s = {r.one} / s",
-            f"        for j in range({r.width}):",
-            f"            {r.o}[r, j] *= s"])
-
-
-def _lse(r) -> List[str]:
-    return [f"        for j in range({r.width}):",
-            f"            s += np.exp({r.x}[r, j] - mx)",
-            "        lse = mx + np.log(s)"]
+    r.start(trailing=1, out_cols=True)
+    r.keep_exp()                                   # each exp into its output column as it is summed
+    r.col(f"{r.o}[r, j] *= {r.inv}")
 
 
 def _log_softmax_row(r) -> None:
-    r = r.start(trailing=1, out_cols=True)
-    r.emit(_lse(r) + [f"        for j in range({r.width}):",
-                      f"            {r.o}[r, j] = {r.x}[r, j] - lse"])
+    r.start(trailing=1, out_cols=True)
+    r.col(f"{r.o}[r, j] = {r.x}[r, j] - {r.lse}")
 
 
 def _logsumexp_row(r) -> None:
-    r = r.start(trailing=len(r.attrs["axes"]), out_cols=False)
-    if r.o is None:          # a scalar logsumexp has one row; the loop above ran once
-        r.emit(_lse(r) + [f"    {r.result} = lse"])
+    r.start(trailing=len(r.attrs["axes"]), out_cols=False)
+    if r.o is None:          # a scalar logsumexp has one row; the loop ran once
+        r.after(f"{r.result} = {r.lse}")
     else:
-        r.emit(_lse(r) + [f"        {r.o}[r] = lse"])
+        r.row(f"{r.o}[r] = {r.lse}")
 
 
-LOWERINGS["softmax"] = Lowering("rows", _softmax_row)
-LOWERINGS["log_softmax"] = Lowering("rows", _log_softmax_row)
-LOWERINGS["logsumexp"] = Lowering("rows", _logsumexp_row)
+def _rows_of(trailing):
+    """The key of a row kernel's pass: its operand and how many trailing axes make a row."""
+    return lambda G, n: (G.inputs(n)[0], trailing(G.attrs(n)))
+
+
+LOWERINGS["softmax"] = Lowering("rows", _softmax_row, together=_rows_of(lambda at: 1))
+LOWERINGS["log_softmax"] = Lowering("rows", _log_softmax_row, together=_rows_of(lambda at: 1))
+LOWERINGS["logsumexp"] = Lowering("rows", _logsumexp_row, together=_rows_of(lambda at: len(at["axes"])))
 
 # ======================================================================= BLAS, views, copies
 LOWERINGS["matmul"] = Lowering("matmul")
@@ -341,7 +339,15 @@ def scratch(G: Graph, n: int) -> Optional[tuple]:
     return low.scratch(G, n) if low.scratch is not None else None
 
 
-RULES = Rules(fusible=is_fusible, sink=is_sink, kind=kind, scratch=scratch,
+def together(G: Graph, n: int):
+    """Nodes with one key share a kernel (row kernels over the same rows of one operand)."""
+    if G.op(n) in LEAF_OPS:
+        return None
+    low = lowering(G, n)
+    return low.together(G, n) if low.together is not None else None
+
+
+RULES = Rules(fusible=is_fusible, sink=is_sink, kind=kind, scratch=scratch, together=together,
               joins=lambda G, n, p: is_sink(G, n) or G.shape(G.inputs(n)[p]) == G.shape(n))
 
 
