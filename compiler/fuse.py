@@ -51,9 +51,6 @@ class Rules:
                               key run as ONE kernel, at the first one's place (the CPU's row
                               kernels over one operand: softmax and log-softmax share a pass);
                               the key must name all the operands they read
-    gathers(G, n)             n is fusible but reads an operand at indices other than its own
-                              (a small matrix product inside the loop of its result): no
-                              operand of n is in n's group, and n's loop never overwrites it
     """
     fusible: Callable[[Graph, int], bool]
     joins: Callable[[Graph, int, int], bool]
@@ -63,7 +60,6 @@ class Rules:
     kind: Callable[[Graph, int], str] = lambda G, n: "loop"
     scratch: Callable[[Graph, int], Optional[tuple]] = lambda G, n: None
     together: Callable[[Graph, int], Optional[Hashable]] = lambda G, n: None
-    gathers: Callable[[Graph, int], bool] = lambda G, n: False
 
 
 # ------------------------------------------------------------------ the grouping algorithm

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List
+from typing import Dict, List
 
 import numba
 import numpy as np
@@ -234,7 +235,6 @@ class Artifact:
 
 
 ARENAS_KEPT = 4         # arenas kept per entry point (one per recent batch size)
-OUT_BLOCK_BYTES = 1 << 16   # the train step's fresh outputs are cut from blocks of about this size
 
 
 def _caller(art: "Artifact", name: str):
@@ -242,7 +242,7 @@ def _caller(art: "Artifact", name: str):
     calling the generated function with what it takes besides: `losses`, the `out` array of
     the output and, with a memory plan, the arena of this batch size (allocated once per batch
     size, reused; an output is a fresh array, since the caller may keep it: the train step
-    hands out the next one of a block of them allocated ahead, `_fresh_outputs`)."""
+    hands out its last one again when nothing references it any more, `_lean_train_step`)."""
     E = art.entries[name]
     jit = getattr(art.module, name)
     dt = np.dtype(art.dtype)
@@ -259,21 +259,17 @@ def _caller(art: "Artifact", name: str):
 
     def buffers(B):
         """[extra positional arguments but the out array, out shape, the arena or None, the
-        fresh outputs of this batch size (an iterator)] for batch size B."""
+        train step's last output] for batch size B."""
         got = per_batch.get(B)
         if got is None:
             if len(per_batch) >= ARENAS_KEPT:
                 per_batch.pop(next(iter(per_batch)))
             arena = (np.empty(max(arena_size[0] * B + arena_size[1], 1), dt),) if arena_size else ()
             oshape = (B,) + rest if rest is not None else None
-            got = per_batch[B] = [arena, oshape, arena[0] if arena else None, iter(())]
+            got = per_batch[B] = [arena, oshape, arena[0] if arena else None,
+                                  np.empty(oshape, dt) if oshape is not None else None]
         return got
     art._arenas[name] = buffers
-
-    def fresh(got):
-        """The next fresh output of batch entry `got` (a new block when the last is used up)."""
-        got[3] = _fresh_outputs(got[1], dt)
-        return next(got[3])
 
     def _generic(x, y, rest_args, into=None):
         if not planned:
@@ -287,16 +283,8 @@ def _caller(art: "Artifact", name: str):
         jit(x, *y, *rest_args, *out, *arena)
         return out[0] if out else None
     if name == "train_step":
-        if planned and has_y and rest is not None and arena_size:
-            def train_step(x, y, lr, step, params, states, losses, out=None):   # the usual case, kept lean
-                got = per_batch.get(len(x)) or buffers(len(x))
-                if out is None:
-                    out = next(got[3], None)
-                    if out is None:
-                        out = fresh(got)
-                jit(x, y, lr, step, *params, *states, losses, out, got[2])
-                return out
-            return train_step
+        if planned and has_y and rest is not None and arena_size:       # the usual case, kept lean
+            return _lean_train_step(jit, per_batch, buffers, dt, len(art.model.params), len(art.states))
 
         def train_step(x, y, lr, step, params, states, losses, out=None):
             return _generic(x, (y,) if has_y else (), (lr, step, *params, *states, losses), out)
@@ -372,9 +360,29 @@ def _split_caller(art: "Artifact", name: str):
     return apply_step
 
 
-def _fresh_outputs(shape: tuple, dt) -> Iterator[np.ndarray]:
-    """Arrays of `shape` that share no memory with each other, cut from one block allocated
-    now (about OUT_BLOCK_BYTES): taking the next is several times cheaper than np.empty, and
-    a caller may keep any of them (a kept one keeps its block alive)."""
-    n = max(1, min(64, OUT_BLOCK_BYTES // max(1, math.prod(shape) * dt.itemsize)))
-    return iter(np.empty((n,) + tuple(shape), dt))
+def _lean_train_step(jit, per_batch: dict, buffers, dt, n_params: int, n_states: int):
+    """The train step's caller for the usual case (a memory plan, a target, an output batch),
+    written for this model's numbers of params and states: they are unpacked into names and
+    the generated function is called with plain positional arguments (a call that star-unpacks
+    the two lists costs more than a tenth of a small model's step).
+
+    The output: the caller may keep it, so each step's is a new array -- unless nothing
+    references the last one any more (the caller dropped it and every view of it: a view holds
+    its base), which is then written again; a loop that drops the outputs allocates nothing,
+    and one that keeps them gets a new array each step."""
+    ps = [f"p{k}" for k in range(n_params)]
+    ss = [f"s{k}" for k in range(n_states)]
+    unpack = "".join(f"    {', '.join(v)}, = {lst}\n" for v, lst in ((ps, "params"), (ss, "states")) if v)
+    src = ("def train_step(x, y, lr, step, params, states, losses, out=None):\n"
+           "    got = per_batch.get(len(x)) or buffers(len(x))\n"
+           "    if out is None:\n"
+           "        out = got[3]\n"
+           "        if getrefcount(out) > 3:        # got[3], out, the argument: someone else holds it\n"
+           "            out = got[3] = empty(got[1], dt)\n"
+           f"{unpack}"
+           f"    jit(x, y, lr, step, {''.join(a + ', ' for a in ps + ss)}losses, out, got[2])\n"
+           "    return out\n")
+    scope = {"per_batch": per_batch, "buffers": buffers, "jit": jit, "dt": dt, "empty": np.empty,
+             "getrefcount": sys.getrefcount}
+    exec(compile(src, f"<netc train_step caller: {n_params} params, {n_states} states>", "exec"), scope)
+    return scope["train_step"]

@@ -154,7 +154,8 @@ class _Emitter:
             for s, shape in enumerate(self.mp.slots):
                 a, c = offsets[s]
                 off = " + ".join(x for x in ([f"{a} * B"] if a else []) + ([str(c)] if c or not a else []))
-                body.append(f"    m{s} = arena[{off}:{off} + {_size(shape)}].reshape({_shape_expr(shape)})")
+                view = f"arena[{off}:{off} + {_size(shape)}]"
+                body.append(f"    m{s} = {view}" + ("" if len(shape) == 1 else f".reshape({_shape_expr(shape)})"))
             for n, s in self.slot_of.items():
                 self.names[n] = f"m{s}"
             for n, s in self.mp.scratch.items():
