@@ -224,10 +224,10 @@ class _Emitter:
         G = self.G
         shape = K.shape
         iv = [f"i{t}" for t in range(len(shape))]
-        self.lines.append(f"    # loop {list(shape)}: {', '.join(G.op(m) for m in K.nodes)}")
+        self.lines.append(f"    # loop {list(shape)}: {', '.join(G.op(m) for m in K.pre + K.nodes)}")
         pre, body, post, stores = [], [], [], []
         local: Dict[int, str] = {}
-        for m in K.nodes:
+        for m in K.pre + K.nodes:           # pre: small products computed here, element by element
             if m in self.sched.sinks:
                 axes = G.attrs(m)["axes"]
                 (x,) = G.inputs(m)
@@ -284,7 +284,8 @@ class _Emitter:
         def arg(k):
             i = ins[k]
             return local[i] if i in local else self.access(i, shape, iv)
-        ctx = LoopCtx(G, m, self.const, iv, lambda k, drop=(): self.access(ins[k], shape, iv, drop=drop))
+        ctx = LoopCtx(G, m, self.const, iv, lambda k, drop=(): self.access(ins[k], shape, iv, drop=drop),
+                      lambda k, idx: f"{self.names[ins[k]]}[{', '.join(idx)}]")
         low = lowering(G, m)
         operands = [arg(k) for k in range(len(ins))] if low.eager else Operands(arg, len(ins))
         return low.code(ctx, operands, G.attrs(m))

@@ -11,7 +11,8 @@ gives its code:
   rows       a row kernel over the trailing axes (softmax family): `code(r)` says what it
              writes of each row from the pass over it (see codegen `_Rows`); `together` keys
              the row kernels that share one pass (the same rows of one operand)
-  matmul     a BLAS call
+  matmul     a BLAS call; a small one (`small_product`) is computed inside the fused loop
+             that reads it instead (`inline`): `code` is then its element at the loop index
   view       a reshaped view of a materialized array
   transpose  a copy loop
   expr       an array expression `code(c, ins, attrs)` (c: `ExprCtx`; allocates): ops with no
@@ -104,11 +105,13 @@ class ExprCtx:
 
 class LoopCtx(ExprCtx):
     """Inside a loop over `index` (the loop variables): `at(i, drop)` reads operand i at the
-    loop index without the loop axes `drop` (the generator's `access`)."""
+    loop index without the loop axes `drop` (the generator's `access`); `elem(i, idx)` reads
+    operand i (computed before the loop) at the index expressions `idx`."""
 
-    def __init__(self, G: Graph, node: int, const_name, index: List[str], at: Callable[[int, tuple], str]):
+    def __init__(self, G: Graph, node: int, const_name, index: List[str], at: Callable[[int, tuple], str],
+                 elem: Optional[Callable[[int, List[str]], str]] = None):
         super().__init__(G, node, const_name)
-        self.index, self.at = index, at
+        self.index, self.at, self.elem = index, at, elem
 
 
 class Operands:
@@ -212,7 +215,39 @@ LOWERINGS["log_softmax"] = Lowering("rows", _log_softmax_row, together=_rows_of(
 LOWERINGS["logsumexp"] = Lowering("rows", _logsumexp_row, together=_rows_of(lambda at: len(at["axes"])))
 
 # ======================================================================= BLAS, views, copies
-LOWERINGS["matmul"] = Lowering("matmul")
+# A matrix product is a BLAS call -- unless it is small and its contraction length is known when
+# the code is generated: then the fused loop that reads it computes it, one element at a time
+# at its own index, as an unrolled sum (`inline`; fuse.schedule). For a few multiply-adds per
+# element a BLAS call costs more than the arithmetic, and the product is never stored.
+SMALL_PRODUCT = 64          # at most this many multiply-adds per element...
+SMALL_CONTRACTION = 16      # ...over a contraction of at most this length (not the batch)
+
+
+def _product_dims(G: Graph, n: int):
+    """(rows, columns, contraction) of a matmul node."""
+    a = G.shape(G.inputs(n)[0])
+    at = G.attrs(n)
+    m, k = (a[1], a[0]) if at.get("ta") else (a[0], a[1])
+    return m, G.shape(n)[1], k
+
+
+def small_product(G: Graph, n: int) -> bool:
+    """A product computed inside the loop that reads it: its contraction is short and static,
+    and each element costs few multiply-adds (a layer of a few units; mnist's keep BLAS)."""
+    _, cols, k = _product_dims(G, n)
+    return k != B and k <= SMALL_CONTRACTION and k * cols <= SMALL_PRODUCT
+
+
+def _product_element(c, ins, at) -> str:
+    """Element [i, j] of the product (i, j: the loop's last two variables), unrolled."""
+    i, j = c.index[-2], c.index[-1]
+    _, _, k = _product_dims(c.G, c.node)
+    a = (lambda t: c.elem(0, [str(t), i])) if at.get("ta") else (lambda t: c.elem(0, [i, str(t)]))
+    b = (lambda t: c.elem(1, [j, str(t)])) if at.get("tb") else (lambda t: c.elem(1, [str(t), j]))
+    return "(" + " + ".join(f"{a(t)} * {b(t)}" for t in range(k)) + ")"
+
+
+LOWERINGS["matmul"] = Lowering("matmul", _product_element, eager=False)
 LOWERINGS["transpose"] = Lowering("transpose")
 
 
@@ -347,7 +382,12 @@ def together(G: Graph, n: int):
     return low.together(G, n) if low.together is not None else None
 
 
-RULES = Rules(fusible=is_fusible, sink=is_sink, kind=kind, scratch=scratch, together=together,
+def inline(G: Graph, n: int) -> bool:
+    """A small matrix product is computed inside the fused loop that reads it."""
+    return G.op(n) == "matmul" and small_product(G, n)
+
+
+RULES = Rules(fusible=is_fusible, sink=is_sink, kind=kind, scratch=scratch, together=together, inline=inline,
               joins=lambda G, n, p: is_sink(G, n) or G.shape(G.inputs(n)[p]) == G.shape(n))
 
 
