@@ -428,13 +428,14 @@ class _Rows:
         return self
 
     def _view(self, name: str, shape: tuple, trailing: int, alias: str) -> str:
-        """Array `name` of `shape` as its rows: itself when it is [rows, width] (or [rows] for
-        trailing 0) already, else a view `alias` of that shape."""
+        """`alias`: array `name` of `shape` as its rows -- the array itself when it is [rows,
+        width] (or [rows] for trailing 0) already, else a view of that shape."""
         lead = shape[:len(shape) - trailing]
         if len(lead) == 1 and trailing <= 1:
-            return name
-        dims = f"({self.rows}, {self.width})" if trailing else f"({self.rows},)"
-        self.views.append(f"{alias} = {name}.reshape({dims})")
+            self.views.append(f"{alias} = {name}")
+        else:
+            dims = f"({self.rows}, {self.width})" if trailing else f"({self.rows},)"
+            self.views.append(f"{alias} = {name}.reshape({dims})")
         return alias
 
     @property
