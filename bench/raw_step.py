@@ -1,7 +1,7 @@
 """netc's raw train step against the hand-fused Numba step (../shared/bench/numba_ref.py), in ONE
 process, interleaved round by round, best round of each (issue 14.2).
 
-    python bench/raw_step.py [small|mnist] [--steps N] [--rounds R] [--wall]
+    python bench/raw_step.py [small|mnist|wide] [--steps N] [--rounds R] [--wall]
 
 Times per step: `netc` is `m.artifact.train_step` looked up after its first call (what a user's
 loop calls), `netc-bound` the method bound before the first call (what bench/run.py times),
@@ -26,7 +26,7 @@ import peers  # noqa: E402
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("config", nargs="?", default="small", choices=["small", "mnist"])
+    ap.add_argument("config", nargs="?", default="small", choices=["small", "mnist", "wide"])
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--wall", action="store_true")
@@ -34,7 +34,7 @@ def main():
     clock = time.perf_counter if a.wall else time.thread_time
     c = peers.CFG[a.config]
     sizes, batch = c["sizes"], c["batch"]
-    steps = a.steps or (5000 if a.config == "small" else 100)
+    steps = a.steps or {"small": 5000, "mnist": 100, "wide": 10}[a.config]
     X, y = peers.data(sizes, batch)
     nb = len(X) // batch
     xs = [np.ascontiguousarray(X[j * batch:(j + 1) * batch]) for j in range(nb)]
