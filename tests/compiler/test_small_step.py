@@ -8,7 +8,6 @@ import netc
 from netc.compiler import cache
 from netc.compiler.backend.cpu import schedule
 from netc.compiler.backend.cpu.codegen import generate
-from netc.compiler.fuse import entry_roots
 from netc.compiler.interp import evaluate
 from netc.compiler.ir import Graph, verify
 from netc.compiler.shapes import B
