@@ -219,8 +219,9 @@ LOWERINGS["logsumexp"] = Lowering("rows", _logsumexp_row, together=_rows_of(lamb
 # the code is generated: then the fused loop that reads it computes it, one element at a time
 # at its own index, as an unrolled sum (`inline`; fuse.schedule). For a few multiply-adds per
 # element a BLAS call costs more than the arithmetic, and the product is never stored.
-SMALL_PRODUCT = 64          # at most this many multiply-adds per element...
-SMALL_CONTRACTION = 16      # ...over a contraction of at most this length (not the batch)
+SMALL_PRODUCT = 32          # at most this many multiply-adds per element (not over the batch)...
+SHORT_PRODUCT = 64          # ...or this many when the contraction is at most
+SHORT_CONTRACTION = 4       # this long (measured on MLPs of 2 to 32 units, batch 32)
 
 
 def _product_dims(G: Graph, n: int):
@@ -232,10 +233,11 @@ def _product_dims(G: Graph, n: int):
 
 
 def small_product(G: Graph, n: int) -> bool:
-    """A product computed inside the loop that reads it: its contraction is short and static,
-    and each element costs few multiply-adds (a layer of a few units; mnist's keep BLAS)."""
+    """A product computed inside the loop that reads it: its contraction is static and each
+    element costs few multiply-adds (a layer of a few units; mnist's keep BLAS). Unrolled, a
+    multiply-add is two scalar loads: a long contraction is only worth it for narrow results."""
     _, cols, k = _product_dims(G, n)
-    return k != B and k <= SMALL_CONTRACTION and k * cols <= SMALL_PRODUCT
+    return k != B and (k * cols <= SMALL_PRODUCT or (k <= SHORT_CONTRACTION and k * cols <= SHORT_PRODUCT))
 
 
 def _product_element(c, ins, at) -> str:
