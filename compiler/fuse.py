@@ -22,7 +22,7 @@ With the pass switched off (`--no-pass fuse`) every node is its own loop / kerne
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, Hashable, Iterable, List, Optional, Sequence, Set, Tuple
 
 import networkx as nx
 
@@ -47,6 +47,13 @@ class Rules:
                               transpose, expr: the CPU's kernels)
     scratch(G, n)             the shape of a work array n's kernel needs while it runs (the
                               patches of an im2col convolution), or None; planned in the arena
+    together(G, n)            a key (or None): nodes of a kernel kind other than loop with one
+                              key run as ONE kernel, at the first one's place (the CPU's row
+                              kernels over one operand: softmax and log-softmax share a pass);
+                              the key must name all the operands they read
+    inline(G, n)              n's kernel (a small matrix product: the CPU's) may instead be
+                              computed one element at a time inside the one fused loop that
+                              reads it, at that loop's index (`Kernel.pre`; see `schedule`)
     """
     fusible: Callable[[Graph, int], bool]
     joins: Callable[[Graph, int, int], bool]
@@ -55,6 +62,8 @@ class Rules:
     host: Callable[[Graph, int, List[bool]], bool] = lambda G, n, flags: False
     kind: Callable[[Graph, int], str] = lambda G, n: "loop"
     scratch: Callable[[Graph, int], Optional[tuple]] = lambda G, n: None
+    together: Callable[[Graph, int], Optional[Hashable]] = lambda G, n: None
+    inline: Callable[[Graph, int], bool] = lambda G, n: False
 
 
 # ------------------------------------------------------------------ the grouping algorithm
@@ -153,6 +162,7 @@ class Kernel:
     kind: str
     nodes: List[int]
     shape: tuple = ()
+    pre: List[int] = field(default_factory=list)    # loop: products computed inside it (Rules.inline)
 
     @property
     def node(self) -> int:
@@ -176,6 +186,7 @@ def schedule(G: Graph, roots: List[int], assigns: List[Tuple[int, int]], rules: 
     kernels: List[Kernel] = []
     kernel_of: Dict[int, int] = {}
     by_group: Dict[int, int] = {}
+    by_key: Dict[tuple, int] = {}
     sinks: Set[int] = set()
     for n in order:
         if G.op(n) in LEAF_OPS:
@@ -184,8 +195,12 @@ def schedule(G: Graph, roots: List[int], assigns: List[Tuple[int, int]], rules: 
         if kind == "loop" and rules.sink(G, n):
             sinks.add(n)
         gid = G.node(n).get("group")
+        key = (kind, rules.together(G, n)) if kind != "loop" else (kind, None)
         if kind == "loop" and gid is not None and gid in by_group:
             k = by_group[gid]
+            kernels[k].nodes.append(n)
+        elif key[1] is not None and key in by_key:
+            k = by_key[key]
             kernels[k].nodes.append(n)
         else:
             shape = G.shape(G.inputs(n)[0]) if n in sinks else G.shape(n)
@@ -193,6 +208,8 @@ def schedule(G: Graph, roots: List[int], assigns: List[Tuple[int, int]], rules: 
             k = len(kernels) - 1
             if kind == "loop" and gid is not None:
                 by_group[gid] = k
+            if key[1] is not None:
+                by_key[key] = k
         kernel_of[n] = k
     # a group whose members all are reductions of one input keeps that input's shape; a group
     # with elementwise members iterates over their (common) shape
@@ -201,10 +218,11 @@ def schedule(G: Graph, roots: List[int], assigns: List[Tuple[int, int]], rules: 
             elem = [m for m in K.nodes if m not in sinks]
             if elem:
                 K.shape = G.shape(elem[0])
+    kernels, kernel_of = _inline(G, kernels, kernel_of, set(roots), rules)
     kg = nx.DiGraph()
     kg.add_nodes_from(range(len(kernels)))
     for k, K in enumerate(kernels):
-        for m in K.nodes:
+        for m in K.pre + K.nodes:
             for i in G.inputs(m):
                 j = kernel_of.get(i)
                 if j is not None and j != k:
@@ -218,6 +236,8 @@ def schedule(G: Graph, roots: List[int], assigns: List[Tuple[int, int]], rules: 
         ok = (k is not None and kernels[k].kind == "loop" and v not in sinks and G.shape(v) != ()
               and G.shape(v) == G.shape(leaf) == kernels[k].shape and v not in inplace
               and v not in returns and G.op(leaf) in ("param", "state"))
+        # (a product inlined into loop k reads the leaf at other indices than the loop's)
+        ok = ok and not any(u in kernels[k].pre for u in _readers(G, leaf))
         if ok:
             readers = {kernel_of[u] for u in _readers(G, leaf) if u in kernel_of} - {k}
             added = [(r, k) for r in readers if not kg.has_edge(r, k)]
@@ -227,12 +247,40 @@ def schedule(G: Graph, roots: List[int], assigns: List[Tuple[int, int]], rules: 
                 continue
             kg.remove_edges_from(added)
         copies.append((leaf, v))
-    first = {k: min(K.nodes) for k, K in enumerate(kernels)}
+    first = {k: min(K.pre + K.nodes) for k, K in enumerate(kernels)}
     topo = list(nx.lexicographical_topological_sort(kg, key=lambda k: first[k]))
     remap = {old: new for new, old in enumerate(topo)}
     kernels = [kernels[k] for k in topo]
     kernel_of = {n: remap[k] for n, k in kernel_of.items()}
     return Schedule(kernels, kernel_of, inplace, copies, sinks)
+
+
+def _inline(G: Graph, kernels: List[Kernel], kernel_of: Dict[int, int], roots: Set[int], rules: Rules):
+    """Kernels of one node that `rules.inline` allows (small matrix products) whose users all
+    are in ONE loop kernel over the product's shape (a group of the fuse pass): computed in
+    that loop, as its `pre`, one element at the loop's index, instead of on their own. A
+    value the entry point returns stays a kernel of its own. Returns the kernels left and
+    each node's kernel."""
+    gone: Set[int] = set()
+    for k, K in enumerate(kernels):
+        n = K.node
+        if K.kind == "loop" or len(K.nodes) != 1 or n in roots or not rules.inline(G, n):
+            continue
+        users = {kernel_of.get(u) for u in G.users(n)}
+        if len(users) != 1 or None in users:
+            continue
+        j = users.pop()
+        L = kernels[j]
+        if L.kind != "loop" or L.shape != G.shape(n) or G.node(L.node).get("group") is None:
+            continue
+        L.pre.append(n)
+        kernel_of[n] = j
+        gone.add(k)
+    if not gone:
+        return kernels, kernel_of
+    keep = [k for k in range(len(kernels)) if k not in gone]
+    remap = {old: new for new, old in enumerate(keep)}
+    return [kernels[k] for k in keep], {n: remap[k] for n, k in kernel_of.items()}
 
 
 def _readers(G: Graph, leaf: int) -> List[int]:

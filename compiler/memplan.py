@@ -139,8 +139,8 @@ def _dies_elementwise(G: Graph, sched: Schedule, held: int, k: int) -> bool:
     for u in G.users(held):
         if G.op(u) == "reshape":
             return False
-        if sched.kernel_of.get(u) == k and G.op(u) in ("expand", "onehot"):
-            return False
+        if sched.kernel_of.get(u) == k and (G.op(u) in ("expand", "onehot") or u in K.pre):
+            return False            # (a product computed in the loop reads it at other indices)
     return True
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List
@@ -297,7 +298,8 @@ def _caller(art: "Artifact", name: str):
     """A Python function with the signature of the runtime's contract for entry point `name`,
     calling the generated function with what it takes besides: `losses`, the `out` array of
     the output and, with a memory plan, the arena of this batch size (allocated once per batch
-    size, reused; an output is a fresh array, since the caller may keep it)."""
+    size, reused; an output is a fresh array, since the caller may keep it: the train step
+    hands out its last one again when nothing references it any more, `_lean_train_step`)."""
     E = art.entries[name]
     jit = getattr(art.module, name)
     dt = np.dtype(art.dtype)
@@ -310,16 +312,19 @@ def _caller(art: "Artifact", name: str):
         arena_size = (a, c) if E.memplan.slots else None
     else:
         arena_size = None
-    per_batch: Dict[int, tuple] = {}
+    per_batch: Dict[int, list] = {}
 
     def buffers(B):
-        """(extra positional arguments but the out array, out shape) for batch size B."""
+        """[extra positional arguments but the out array, out shape, the arena or None, the
+        train step's last output] for batch size B."""
         got = per_batch.get(B)
         if got is None:
             if len(per_batch) >= ARENAS_KEPT:
                 per_batch.pop(next(iter(per_batch)))
             arena = (np.empty(max(arena_size[0] * B + arena_size[1], 1), dt),) if arena_size else ()
-            got = per_batch[B] = (arena, (B,) + rest if rest is not None else None)
+            oshape = (B,) + rest if rest is not None else None
+            got = per_batch[B] = [arena, oshape, arena[0] if arena else None,
+                                  np.empty(oshape, dt) if oshape is not None else None]
         return got
     art._arenas[name] = buffers
 
@@ -330,19 +335,13 @@ def _caller(art: "Artifact", name: str):
                 into[...] = r
                 return into
             return r
-        arena, oshape = buffers(x.shape[0])
+        arena, oshape = buffers(x.shape[0])[:2]
         out = ((np.empty(oshape, dt) if into is None else into),) if oshape is not None else ()
         jit(x, *y, *rest_args, *out, *arena)
         return out[0] if out else None
     if name == "train_step":
-        if planned and has_y and rest is not None and arena_size:
-            def train_step(x, y, lr, step, params, states, losses, out=None):   # the usual case, kept lean
-                got = per_batch.get(x.shape[0]) or buffers(x.shape[0])
-                if out is None:
-                    out = np.empty(got[1], dt)
-                jit(x, y, lr, step, *params, *states, losses, out, *got[0])
-                return out
-            return train_step
+        if planned and has_y and rest is not None and arena_size:       # the usual case, kept lean
+            return _lean_train_step(jit, per_batch, buffers, dt, len(art.model.params), len(art.states))
 
         def train_step(x, y, lr, step, params, states, losses, out=None):
             return _generic(x, (y,) if has_y else (), (lr, step, *params, *states, losses), out)
@@ -416,3 +415,31 @@ def _split_caller(art: "Artifact", name: str):
     def apply_step(lr, step, params, states, grads):
         jit(lr, step, *params, *states, *grad_views(grads), *arena(0))
     return apply_step
+
+
+def _lean_train_step(jit, per_batch: dict, buffers, dt, n_params: int, n_states: int):
+    """The train step's caller for the usual case (a memory plan, a target, an output batch),
+    written for this model's numbers of params and states: they are unpacked into names and
+    the generated function is called with plain positional arguments (a call that star-unpacks
+    the two lists costs more than a tenth of a small model's step).
+
+    The output: the caller may keep it, so each step's is a new array -- unless nothing
+    references the last one any more (the caller dropped it and every view of it: a view holds
+    its base), which is then written again; a loop that drops the outputs allocates nothing,
+    and one that keeps them gets a new array each step."""
+    ps = [f"p{k}" for k in range(n_params)]
+    ss = [f"s{k}" for k in range(n_states)]
+    unpack = "".join(f"    {', '.join(v)}, = {lst}\n" for v, lst in ((ps, "params"), (ss, "states")) if v)
+    src = ("def train_step(x, y, lr, step, params, states, losses, out=None):\n"
+           "    got = per_batch.get(len(x)) or buffers(len(x))\n"
+           "    if out is None:\n"
+           "        out = got[3]\n"
+           "        if getrefcount(out) > 3:        # got[3], out, the argument: someone else holds it\n"
+           "            out = got[3] = empty(got[1], dt)\n"
+           f"{unpack}"
+           f"    jit(x, y, lr, step, {''.join(a + ', ' for a in ps + ss)}losses, out, got[2])\n"
+           "    return out\n")
+    scope = {"per_batch": per_batch, "buffers": buffers, "jit": jit, "dt": dt, "empty": np.empty,
+             "getrefcount": sys.getrefcount}
+    exec(compile(src, f"<netc train_step caller: {n_params} params, {n_states} states>", "exec"), scope)
+    return scope["train_step"]

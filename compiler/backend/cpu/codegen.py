@@ -154,7 +154,8 @@ class _Emitter:
             for s, shape in enumerate(self.mp.slots):
                 a, c = offsets[s]
                 off = " + ".join(x for x in ([f"{a} * B"] if a else []) + ([str(c)] if c or not a else []))
-                body.append(f"    m{s} = arena[{off}:{off} + {_size(shape)}].reshape({_shape_expr(shape)})")
+                view = f"arena[{off}:{off} + {_size(shape)}]"
+                body.append(f"    m{s} = {view}" + ("" if len(shape) == 1 else f".reshape({_shape_expr(shape)})"))
             for n, s in self.slot_of.items():
                 self.names[n] = f"m{s}"
             for n, s in self.mp.scratch.items():
@@ -223,10 +224,10 @@ class _Emitter:
         G = self.G
         shape = K.shape
         iv = [f"i{t}" for t in range(len(shape))]
-        self.lines.append(f"    # loop {list(shape)}: {', '.join(G.op(m) for m in K.nodes)}")
+        self.lines.append(f"    # loop {list(shape)}: {', '.join(G.op(m) for m in K.pre + K.nodes)}")
         pre, body, post, stores = [], [], [], []
         local: Dict[int, str] = {}
-        for m in K.nodes:
+        for m in K.pre + K.nodes:           # pre: small products computed here, element by element
             if m in self.sched.sinks:
                 axes = G.attrs(m)["axes"]
                 (x,) = G.inputs(m)
@@ -283,7 +284,8 @@ class _Emitter:
         def arg(k):
             i = ins[k]
             return local[i] if i in local else self.access(i, shape, iv)
-        ctx = LoopCtx(G, m, self.const, iv, lambda k, drop=(): self.access(ins[k], shape, iv, drop=drop))
+        ctx = LoopCtx(G, m, self.const, iv, lambda k, drop=(): self.access(ins[k], shape, iv, drop=drop),
+                      lambda k, idx: f"{self.names[ins[k]]}[{', '.join(idx)}]")
         low = lowering(G, m)
         operands = [arg(k) for k in range(len(ins))] if low.eager else Operands(arg, len(ins))
         return low.code(ctx, operands, G.attrs(m))
@@ -301,8 +303,42 @@ class _Emitter:
             self.lines.append(f"    v{n} = np.dot({A}, {Bm})  # {self.where(n)} {list(G.shape(n))}")
 
     def k_rows(self, K: Kernel) -> None:
-        """A row kernel: the op's lowering writes it (see `_Rows`)."""
-        lowering(self.G, K.node).code(_Rows(self, K.node))
+        """A row kernel: one pass over the rows of one operand for all its nodes (softmax and
+        log-softmax of the same logits), each writing what its lowering says (see `_Rows`)."""
+        G, L = self.G, self.lines
+        parts = []
+        for n in K.nodes:
+            r = _Rows(self, n)
+            lowering(G, n).code(r)
+            parts.append(r)
+        r0 = parts[0]
+        L.append(f"    # {', '.join(self.where(n) for n in K.nodes)}: over rows of {r0.width}")
+        L.extend(f"    {line}" for r in parts for line in r.views)
+        x = r0.x
+        L.append(f"    for r in range({r0.rows}):")
+        L.append(f"        mx = {x}[r, 0]")
+        L.append(f"        for j in range(1, {r0.width}):")
+        L.append(f"            mx = max(mx, {x}[r, j])")
+        L.append(f"        s = {self.const(0.0)}")
+        L.append(f"        for j in range({r0.width}):")
+        kept = [r.o for r in parts if r.kept]
+        if kept:
+            L.append(f"            e = np.exp({x}[r, j] - mx)")
+            L.extend(f"            {o}[r, j] = e" for o in kept)
+            L.append("            s += e")
+        else:
+            L.append(f"            s += np.exp({x}[r, j] - mx)")
+        needs = set().union(*(r.needs for r in parts))
+        if "lse" in needs:
+            L.append("        lse = mx + np.log(s)")
+        if "inv" in needs:
+            L.append(f"        inv = {r0.one} / s")
+        L.extend(f"        {stmt}" for r in parts for stmt in r.rows_)
+        cols = [stmt for r in parts for stmt in r.cols]
+        if cols:
+            L.append(f"        for j in range({r0.width}):")
+            L.extend(f"            {stmt}" for stmt in cols)
+        L.extend(f"    {stmt}" for r in parts for stmt in r.afters)
 
     def k_view(self, K: Kernel) -> None:
         G, n = self.G, K.node
@@ -354,14 +390,23 @@ class _Emitter:
 
 
 class _Rows:
-    """What a row kernel's lowering writes with (softmax family): `start` emits the loop over
-    rows up to each row's maximum `mx` and a zeroed sum `s`; the lowering then `emit`s the rest
-    of the row, reading `x` (the rows), `width`, `one` and writing `o` (the output rows, None
-    for a scalar result, which goes to `result`)."""
+    """What a row kernel's lowering writes with (softmax family). `start` names the rows of
+    the operand (`x`, `width`) and the node's output rows `o` (None for a scalar result, which
+    goes to `result`); the lowering then says what it writes of each row, reading the pass
+    over it that the kernel emits once for all its nodes (`_Emitter.k_rows`): the row's
+    maximum `mx`, s = sum over the row of exp(x - mx), then `inv` (1/s) and `lse` (mx +
+    log s) where some node reads them. `keep_exp` stores each exp in the output column as it
+    is summed; `col` is a statement per column (`j`) after the sum, `row` one per row, `after`
+    one after the loop."""
 
     def __init__(self, em: "_Emitter", n: int):
         self.em, self.n = em, n
         self.attrs = em.G.attrs(n)
+        self.kept = False
+        self.cols: List[str] = []
+        self.rows_: List[str] = []
+        self.afters: List[str] = []
+        self.needs: set = set()
 
     def start(self, trailing: int, out_cols: bool) -> "_Rows":
         """Rows of the last `trailing` axes; the output keeps a column per element when
@@ -369,28 +414,51 @@ class _Rows:
         em, G, n = self.em, self.em.G, self.n
         (x,) = G.inputs(n)
         xs = G.shape(x)
-        rows, width = _size(xs[:len(xs) - trailing]), _size(xs[len(xs) - trailing:])
-        self.one, zero = em.const(1.0), em.const(0.0)
-        L = em.lines
-        L.append(f"    # {em.where(n)}: {G.op(n)} over rows of {width}")
-        L.append(f"    x_{n} = {em.names[x]}.reshape(({rows}, {width}))")
+        self.rows, self.width = _size(xs[:len(xs) - trailing]), _size(xs[len(xs) - trailing:])
+        self.one = em.const(1.0)
+        self.views: List[str] = []
+        self.x = self._view(em.names[x], xs, trailing, f"x_{n}")
         if G.shape(n) == ():
             em.names[n] = f"v{n}"
             self.o = None
         else:
             em.alloc(n)
-            self.o = f"o_{n}"
-            L.append(f"    {self.o} = {em.names[n]}.reshape(({rows},{' ' + width if out_cols else ''}))")
-        L.append(f"    for r in range({rows}):")
-        L.append(f"        mx = x_{n}[r, 0]")
-        L.append(f"        for j in range(1, {width}):")
-        L.append(f"            mx = max(mx, x_{n}[r, j])")
-        L.append(f"        s = {zero}")
-        self.x, self.width, self.result = f"x_{n}", width, f"v{n}"
+            self.o = self._view(em.names[n], G.shape(n), trailing if out_cols else 0, f"o_{n}")
+        self.result = f"v{n}"
         return self
 
-    def emit(self, lines: List[str]) -> None:
-        self.em.lines.extend(lines)
+    def _view(self, name: str, shape: tuple, trailing: int, alias: str) -> str:
+        """`alias`: array `name` of `shape` as its rows -- the array itself when it is [rows,
+        width] (or [rows] for trailing 0) already, else a view of that shape."""
+        lead = shape[:len(shape) - trailing]
+        if len(lead) == 1 and trailing <= 1:
+            self.views.append(f"{alias} = {name}")
+        else:
+            dims = f"({self.rows}, {self.width})" if trailing else f"({self.rows},)"
+            self.views.append(f"{alias} = {name}.reshape({dims})")
+        return alias
+
+    @property
+    def inv(self) -> str:
+        self.needs.add("inv")
+        return "inv"
+
+    @property
+    def lse(self) -> str:
+        self.needs.add("lse")
+        return "lse"
+
+    def keep_exp(self) -> None:
+        self.kept = True
+
+    def col(self, stmt: str) -> None:
+        self.cols.append(stmt)
+
+    def row(self, stmt: str) -> None:
+        self.rows_.append(stmt)
+
+    def after(self, stmt: str) -> None:
+        self.afters.append(stmt)
 
 
 # ---------------------------------------------------------------- the compiled epoch

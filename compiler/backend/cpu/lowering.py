@@ -8,9 +8,11 @@ gives its code:
              math namespace (`MATH`); index-aware ops (onehot, expand, size) read operands at
              indices of their own. `sink`: a reduction accumulated in its operand's loop (a sum;
              divided by the count when `mean`).
-  rows       a row kernel over the trailing axes (softmax family): `code(r)` starts the
-             rows (each row's maximum `mx`) and emits the rest of a row (see codegen `_Rows`)
-  matmul     a BLAS call
+  rows       a row kernel over the trailing axes (softmax family): `code(r)` says what it
+             writes of each row from the pass over it (see codegen `_Rows`); `together` keys
+             the row kernels that share one pass (the same rows of one operand)
+  matmul     a BLAS call; a small one (`small_product`) is computed inside the fused loop
+             that reads it instead (`inline`): `code` is then its element at the loop index
   view       a reshaped view of a materialized array
   transpose  a copy loop
   expr       an array expression `code(c, ins, attrs)` (c: `ExprCtx`; allocates): ops with no
@@ -25,7 +27,7 @@ gives its code:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import Callable, Dict, Hashable, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -58,6 +60,7 @@ class Lowering:
     mean: bool = False
     eager: bool = True
     scratch: Optional[Callable[[Graph, int], Optional[tuple]]] = None
+    together: Optional[Callable[[Graph, int], Hashable]] = None     # see fuse.Rules.together
 
     def kind_of(self, G: Graph, n: int) -> str:
         return self.kind(G, n) if callable(self.kind) else self.kind
@@ -102,11 +105,13 @@ class ExprCtx:
 
 class LoopCtx(ExprCtx):
     """Inside a loop over `index` (the loop variables): `at(i, drop)` reads operand i at the
-    loop index without the loop axes `drop` (the generator's `access`)."""
+    loop index without the loop axes `drop` (the generator's `access`); `elem(i, idx)` reads
+    operand i (computed before the loop) at the index expressions `idx`."""
 
-    def __init__(self, G: Graph, node: int, const_name, index: List[str], at: Callable[[int, tuple], str]):
+    def __init__(self, G: Graph, node: int, const_name, index: List[str], at: Callable[[int, tuple], str],
+                 elem: Optional[Callable[[int, List[str]], str]] = None):
         super().__init__(G, node, const_name)
-        self.index, self.at = index, at
+        self.index, self.at, self.elem = index, at, elem
 
 
 class Operands:
@@ -178,43 +183,73 @@ LOWERINGS["reduce_mean"] = Lowering("loop", sink=True, mean=True)
 
 
 # ======================================================================= row kernels (softmax family)
+# Each says what it writes of a row given the shared pass over it (codegen `_Rows`): the row's
+# maximum `mx`, s = sum(exp(x - mx)), then `inv` = 1/s or `lse` = mx + log(s); row kernels over
+# the same rows of one operand share that pass (softmax and the log-softmax of the loss).
 def _softmax_row(r) -> None:
-    r = r.start(trailing=1, out_cols=True)
-    r.emit([f"        for j in range({r.width}):",
-            f"            e = np.exp({r.x}[r, j] - mx)",
-            f"            {r.o}[r, j] = e",
-            "            s += e",
-            f"        s = {r.one} / s",
-            f"        for j in range({r.width}):",
-            f"            {r.o}[r, j] *= s"])
-
-
-def _lse(r) -> List[str]:
-    return [f"        for j in range({r.width}):",
-            f"            s += np.exp({r.x}[r, j] - mx)",
-            "        lse = mx + np.log(s)"]
+    r.start(trailing=1, out_cols=True)
+    r.keep_exp()                                   # each exp into its output column as it is summed
+    r.col(f"{r.o}[r, j] *= {r.inv}")
 
 
 def _log_softmax_row(r) -> None:
-    r = r.start(trailing=1, out_cols=True)
-    r.emit(_lse(r) + [f"        for j in range({r.width}):",
-                      f"            {r.o}[r, j] = {r.x}[r, j] - lse"])
+    r.start(trailing=1, out_cols=True)
+    r.col(f"{r.o}[r, j] = {r.x}[r, j] - {r.lse}")
 
 
 def _logsumexp_row(r) -> None:
-    r = r.start(trailing=len(r.attrs["axes"]), out_cols=False)
-    if r.o is None:          # a scalar logsumexp has one row; the loop above ran once
-        r.emit(_lse(r) + [f"    {r.result} = lse"])
+    r.start(trailing=len(r.attrs["axes"]), out_cols=False)
+    if r.o is None:          # a scalar logsumexp has one row; the loop ran once
+        r.after(f"{r.result} = {r.lse}")
     else:
-        r.emit(_lse(r) + [f"        {r.o}[r] = lse"])
+        r.row(f"{r.o}[r] = {r.lse}")
 
 
-LOWERINGS["softmax"] = Lowering("rows", _softmax_row)
-LOWERINGS["log_softmax"] = Lowering("rows", _log_softmax_row)
-LOWERINGS["logsumexp"] = Lowering("rows", _logsumexp_row)
+def _rows_of(trailing):
+    """The key of a row kernel's pass: its operand and how many trailing axes make a row."""
+    return lambda G, n: (G.inputs(n)[0], trailing(G.attrs(n)))
+
+
+LOWERINGS["softmax"] = Lowering("rows", _softmax_row, together=_rows_of(lambda at: 1))
+LOWERINGS["log_softmax"] = Lowering("rows", _log_softmax_row, together=_rows_of(lambda at: 1))
+LOWERINGS["logsumexp"] = Lowering("rows", _logsumexp_row, together=_rows_of(lambda at: len(at["axes"])))
 
 # ======================================================================= BLAS, views, copies
-LOWERINGS["matmul"] = Lowering("matmul")
+# A matrix product is a BLAS call -- unless it is small and its contraction length is known when
+# the code is generated: then the fused loop that reads it computes it, one element at a time
+# at its own index, as an unrolled sum (`inline`; fuse.schedule). For a few multiply-adds per
+# element a BLAS call costs more than the arithmetic, and the product is never stored.
+SMALL_PRODUCT = 32          # at most this many multiply-adds per element (not over the batch)...
+SHORT_PRODUCT = 64          # ...or this many when the contraction is at most
+SHORT_CONTRACTION = 4       # this long (measured on MLPs of 2 to 32 units, batch 32)
+
+
+def _product_dims(G: Graph, n: int):
+    """(rows, columns, contraction) of a matmul node."""
+    a = G.shape(G.inputs(n)[0])
+    at = G.attrs(n)
+    m, k = (a[1], a[0]) if at.get("ta") else (a[0], a[1])
+    return m, G.shape(n)[1], k
+
+
+def small_product(G: Graph, n: int) -> bool:
+    """A product computed inside the loop that reads it: its contraction is static and each
+    element costs few multiply-adds (a layer of a few units; mnist's keep BLAS). Unrolled, a
+    multiply-add is two scalar loads: a long contraction is only worth it for narrow results."""
+    _, cols, k = _product_dims(G, n)
+    return k != B and (k * cols <= SMALL_PRODUCT or (k <= SHORT_CONTRACTION and k * cols <= SHORT_PRODUCT))
+
+
+def _product_element(c, ins, at) -> str:
+    """Element [i, j] of the product (i, j: the loop's last two variables), unrolled."""
+    i, j = c.index[-2], c.index[-1]
+    _, _, k = _product_dims(c.G, c.node)
+    a = (lambda t: c.elem(0, [str(t), i])) if at.get("ta") else (lambda t: c.elem(0, [i, str(t)]))
+    b = (lambda t: c.elem(1, [j, str(t)])) if at.get("tb") else (lambda t: c.elem(1, [str(t), j]))
+    return "(" + " + ".join(f"{a(t)} * {b(t)}" for t in range(k)) + ")"
+
+
+LOWERINGS["matmul"] = Lowering("matmul", _product_element, eager=False)
 LOWERINGS["transpose"] = Lowering("transpose")
 
 
@@ -341,7 +376,20 @@ def scratch(G: Graph, n: int) -> Optional[tuple]:
     return low.scratch(G, n) if low.scratch is not None else None
 
 
-RULES = Rules(fusible=is_fusible, sink=is_sink, kind=kind, scratch=scratch,
+def together(G: Graph, n: int):
+    """Nodes with one key share a kernel (row kernels over the same rows of one operand)."""
+    if G.op(n) in LEAF_OPS:
+        return None
+    low = lowering(G, n)
+    return low.together(G, n) if low.together is not None else None
+
+
+def inline(G: Graph, n: int) -> bool:
+    """A small matrix product is computed inside the fused loop that reads it."""
+    return G.op(n) == "matmul" and small_product(G, n)
+
+
+RULES = Rules(fusible=is_fusible, sink=is_sink, kind=kind, scratch=scratch, together=together, inline=inline,
               joins=lambda G, n, p: is_sink(G, n) or G.shape(G.inputs(n)[p]) == G.shape(n))
 
 
