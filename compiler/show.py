@@ -56,7 +56,7 @@ def plan_text(G: Graph) -> str:
     name = G.entry or "?"
     lines = [f"# entry point {name}: {len(sched.kernels)} kernels"]
     for K in sched.kernels:
-        ops = ", ".join(f"{G.op(n)}%{n}" for n in K.nodes)
+        ops = ", ".join(f"{G.op(n)}%{n}" for n in K.pre + K.nodes)     # pre: small products inside the loop
         lines.append(f"#   {K.kind:9s} {fmt_shape(K.shape) if K.kind == 'loop' else '':14s} {ops}")
     if sched.inplace:
         lines.append("#   in place: " + ", ".join(f"%{v} -> {G.node(l)['name']}" for v, l in sched.inplace.items()))
