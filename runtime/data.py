@@ -497,14 +497,15 @@ def _first_bad(mask: np.ndarray) -> tuple[int, ...]:
 
 
 def validate(ds: Dataset, feature_shape: tuple, target_kind: str, num_classes_or_width: int,
-             source: str) -> Dataset:
+             source: str, dtype=np.float64) -> Dataset:
     """Fit a data set to a model: input of shape ``feature_shape`` and a ``"class"`` or ``"real"`` target.
 
     X is reshaped to ``(n, *feature_shape)`` when each sample holds that many values. Class
     labels must be integers in ``0..C-1`` (``C = num_classes_or_width``; one-hot rows are also
     accepted); real targets are reshaped to ``(n, width)``. NaN or infinite values, an empty
     set or mismatched shapes raise :class:`DataError` naming ``source`` and the first bad sample.
-    Returns a new Dataset with X float64 C-contiguous and y int64 (class) or float64 (real).
+    Returns a new Dataset with X float64 (or ``dtype``: a caller whose X has the model's dtype
+    keeps it, no copy) C-contiguous and y int64 (class) or float64 (real).
     """
     if target_kind not in ("class", "real"):
         raise ValueError(f"target_kind must be 'class' or 'real', got {target_kind!r}")
@@ -521,7 +522,7 @@ def validate(ds: Dataset, feature_shape: tuple, target_kind: str, num_classes_or
         raise DataError(f"{source}: each sample has shape {list(sample)} ({math.prod(sample)} "
                         f"values) but the model's input expects {list(shape)} "
                         f"({math.prod(shape)} values)")
-    X = np.ascontiguousarray(X.reshape((n,) + shape), dtype=np.float64)
+    X = np.ascontiguousarray(X.reshape((n,) + shape), dtype=dtype)
     if not np.isfinite(X).all():
         row, *col = _first_bad(~np.isfinite(X))
         feature = f"feature {col[0] if len(col) == 1 else col}"

@@ -86,7 +86,10 @@ def prepare(X, y, ir: ModelIR, dtype, classes: Optional[List[str]], scaler: Opti
         y = np.asarray(y)
     ds = D.Dataset(X, y, name=source)
     width = (t.classes if t.kind == "class" else int(np.prod(t.shape))) if t else max(int(ds.y.max(initial=0)) + 1, 1)
-    ds = D.validate(ds, ir.input_shape, kind, width, source)
+    # samples already in the model's dtype are checked as they are (not copied to float64 and
+    # back); a read-only array is copied still (the kernels are compiled for writeable ones)
+    same = scale and scaler is None and X.dtype == np.dtype(dtype) and X.flags.writeable
+    ds = D.validate(ds, ir.input_shape, kind, width, source, dtype if same else np.float64)
     X = ds.X
     if not scale:
         return D.Dataset(X, ds.y, classes, ds.name), classes
