@@ -439,7 +439,7 @@ class _Epochs:
         self.per_epoch: Optional[float] = None                    # seconds an epoch takes, measured
         self.block = 1
 
-    BLOCK_S = 0.05          # seconds a block of short epochs should take
+    BLOCK_S = 0.1           # seconds a block of short epochs should take
     BLOCK_BYTES = 16 << 20  # at most this much of outputs per block
 
     def block_size(self, left: int) -> int:
