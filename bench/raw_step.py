@@ -4,7 +4,7 @@ process, interleaved round by round, best round of each (issue 14.2).
     python bench/raw_step.py [small|mnist|wide] [--steps N] [--rounds R] [--wall]
 
 Times per step: `netc` is `m.artifact.train_step` looked up after its first call (what a user's
-loop calls), `netc-bound` the method bound before the first call (what bench/run.py times),
+loop calls), `netc-bound` the method bound before the first call (bench/run.py now takes it after),
 `hand-fused` numba_ref's step2/step3. Thread CPU time by default (a process that shares its
 cores is not charged for the time it waits), `--wall` for wall-clock time (use it for mnist:
 BLAS's own threads are not the caller's CPU time)."""
