@@ -156,7 +156,11 @@ def load_module(source: str, backend: str = "cpu", model: str = "") -> ModuleTyp
     if name in sys.modules:
         return sys.modules[name]
     folder = ensure_entry(source, backend, model)
-    spec = importlib.util.spec_from_file_location(name, folder / "kernels.py")
+    return import_spec(name, importlib.util.spec_from_file_location(name, folder / "kernels.py"))
+
+
+def import_spec(name: str, spec) -> ModuleType:
+    """Import the module `spec` finds as sys.modules[name] (taken out again if it fails)."""
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:

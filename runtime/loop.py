@@ -438,19 +438,17 @@ class _Epochs:
         self.chunk = 1
         self.per_epoch: Optional[float] = None                    # seconds an epoch takes, measured
         self.block = 1
+        self.out_bytes = 0                                        # an epoch's outputs, measured by `run`
 
     BLOCK_S = 0.1           # seconds a block of short epochs should take
     BLOCK_BYTES = 16 << 20  # at most this much of outputs per block
 
     def block_size(self, left: int) -> int:
-        """Epochs in the next block: about BLOCK_S worth at the measured pace (growing at most
-        GROWTH times per block), at most `left`, their outputs at most BLOCK_BYTES."""
+        """Epochs in the next block: about BLOCK_S worth at the pace `run` measured (growing at
+        most GROWTH times per block), at most `left`, their outputs at most BLOCK_BYTES."""
         if self.per_epoch is None:
             return 1
-        out = self.model.artifact.entries["train_step"].outputs.get("output")
-        row = len(self.X) * (self.model.dtype.itemsize * max(1, int(np.prod(
-            self.model.artifact.entries["train_step"].shape(out)[1:]))) if out is not None else 1)
-        want = min(int(self.BLOCK_S / max(self.per_epoch, 1e-9)), self.BLOCK_BYTES // max(row, 1))
+        want = min(int(self.BLOCK_S / max(self.per_epoch, 1e-9)), self.BLOCK_BYTES // max(self.out_bytes, 1))
         self.block = max(1, min(want, self.block * self.GROWTH, left))
         return self.block
 
@@ -462,19 +460,23 @@ class _Epochs:
         m, bs = self.model, self.bs
         n = len(self.X)
         nb, k = -(-n // bs), len(lrs)
-        for a, b in zip(self.snap_p + self.snap_s, self.params + self.states):
-            np.copyto(a, b)
+        self.snapshot()
         step0 = m.step
         terms, outs = m.artifact.train_epochs(self.X, self.y, bs, lrs, step0, self.params, self.states, orders)
         m.artifact.sync()
         if not np.isfinite(terms).all() or not all(np.isfinite(p).all() for p in self.params):
             m.artifact.release(sync=False)
             for a, b in zip(self.params + self.states, self.snap_p + self.snap_s):
-                np.copyto(a, b)
+                np.copyto(a, b)               # put back the snapshot
             m.artifact.hold()
             return None
         m.step = step0 + k * nb
         return _mean_terms(terms, n, bs), outs
+
+    def snapshot(self) -> None:
+        """The params and state of now into snap_p / snap_s (what a divergence puts back)."""
+        for a, b in zip(self.snap_p + self.snap_s, self.params + self.states):
+            np.copyto(a, b)
 
     def compile(self, lr: float, shuffle: bool) -> float:
         """Compile the epoch's kernels (or load them from the cache) before the first batch:
@@ -489,8 +491,7 @@ class _Epochs:
         m, bs = self.model, self.bs
         n = len(self.X)
         nb = -(-n // bs)
-        for a, b in zip(self.snap_p + self.snap_s, self.params + self.states):
-            np.copyto(a, b)
+        self.snapshot()
         step0 = m.step
         terms, out = np.zeros((nb, len(m.loss_names))), None
         j = 0
@@ -513,6 +514,7 @@ class _Epochs:
         m.artifact.sync()     # the host arrays get the device's values once per epoch
         if not all(np.isfinite(p).all() for p in self.params):
             self.diverged(order, (n - 1) // bs, step0, lr, epoch, update=True)
+        self.out_bytes = 0 if out is None else out.nbytes
         return _mean_terms(terms[None], n, bs)[0], out
 
     def _next_chunk(self) -> int:

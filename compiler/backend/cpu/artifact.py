@@ -44,6 +44,9 @@ class Artifact:
         self._called: set = set()           # entry points past their first call
         self._gathered = None               # (key, X rows, y rows): a shuffled chunk's rows
         self._epoch_types: set = set()      # the argument types train_epoch is compiled for
+        out = self.entries["train_step"].outputs.get("output") if "train_step" in self.entries else None
+        # the shape of one sample's output of the train step (None: it returns none)
+        self.output_row = tuple(self.entries["train_step"].shape(out)[1:]) if out is not None else None
 
     def _call(self, name: str, args: tuple):
         """First call of an entry point: Numba compiles it (or loads it from its cache) -- time
@@ -93,9 +96,8 @@ class Artifact:
         stop = nb if stop is None else stop
         if terms is None:
             terms = np.zeros((nb, len(self.loss_names)))
-        out_node = self.entries["train_step"].outputs.get("output")
-        if outs is None and out_node is not None:
-            outs = np.empty((n,) + tuple(self.entries["train_step"].shape(out_node)[1:]), self.dtype)
+        if outs is None and self.output_row is not None:
+            outs = np.empty((n,) + self.output_row, self.dtype)
         dt = np.dtype(self.dtype).type
         if not self._epoch_compiled_loop(outs):
             # no compiled epoch (no memory plan), or this process has the step compiled and not
@@ -136,9 +138,8 @@ class Artifact:
         nb = -(-n // batch)
         if terms is None:
             terms = np.zeros((K, nb, len(self.loss_names)))
-        out_node = self.entries["train_step"].outputs.get("output")
-        if outs is None and out_node is not None:
-            outs = np.empty((K, n) + tuple(self.entries["train_step"].shape(out_node)[1:]), self.dtype)
+        if outs is None and self.output_row is not None:
+            outs = np.empty((K, n) + self.output_row, self.dtype)
         has_y = self.model.target is not None
         X = np.ascontiguousarray(X)
         y = np.ascontiguousarray(y) if has_y else None
@@ -237,7 +238,7 @@ class Artifact:
         n = len(X)
         terms = np.zeros((-(-n // batch), len(self.loss_names)))
         E = self.entries["train_step"]
-        outs = np.empty((1,) + tuple(E.shape(E.outputs["output"])[1:]), self.dtype)
+        outs = np.empty((1,) + self.output_row, self.dtype)
         has_y = self.model.target is not None
         X = np.ascontiguousarray(X)
         y = np.ascontiguousarray(y) if has_y else None

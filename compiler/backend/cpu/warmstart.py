@@ -33,6 +33,8 @@ from types import ModuleType
 from numba.core.dispatcher import Dispatcher
 from numba.core.runtime import rtsys
 
+from ...cache import import_spec
+
 BLAS = "scipy.linalg.cython_blas"
 
 
@@ -47,13 +49,7 @@ def preload_blas() -> bool:
         spec = importlib.machinery.PathFinder.find_spec(BLAS, [folder])
         if spec is None or not isinstance(spec.loader, importlib.machinery.ExtensionFileLoader):
             return False
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[BLAS] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[BLAS]
-            raise
+        import_spec(BLAS, spec)
     except Exception:       # no SciPy, another layout: Numba imports it its own way
         return False
     return True
